@@ -1,0 +1,48 @@
+"""The composition root: builds settings, store, clock, context, generator and outputs.
+
+Everything is built lazily, so that ``chime list`` opens the database and nothing else, and
+the daemon process never imports torch (the model runs in a worker process).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+from daemon.clock import Clock, SystemClock
+from daemon.config import Settings
+from daemon.context import ContextSource
+from daemon.context.source import LocalContext
+from daemon.generation.base import Generator, WithFallback
+from daemon.generation.template import TemplateGenerator
+from daemon.outputs import base as outputs
+from daemon.outputs.base import Actions, Output
+from daemon.store.db import Database
+
+log = logging.getLogger("daemon.app")
+
+
+class App:
+    """One configured chime: what the CLI commands and the service work with."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.db_path)
+
+    @cached_property
+    def context_source(self) -> ContextSource:
+        return LocalContext(self.settings)
+
+    @cached_property
+    def generator(self) -> Generator:
+        """The character model with the template as fallback, or the template alone."""
+        return WithFallback(TemplateGenerator(), TemplateGenerator())
+
+    def outputs(self, names: list[str], actions: Actions | None = None) -> dict[str, Output]:
+        """Build the named outputs (unknown names raise ConfigError)."""
+        outputs.check_names(names)
+        return {name: outputs.create(name, self.settings, actions) for name in names}

@@ -1,0 +1,365 @@
+"""Typed settings from a TOML file plus ``CHIME_*`` environment variables, validated in one pass.
+
+Every section is a dataclass; a key's type comes from its annotation. Loading collects every
+problem (unknown section, unknown key, wrong type, bad value) and raises one ``ConfigError``
+that names each bad key with its section.
+
+Where things live (first match wins):
+
+* config file: ``--config`` / ``CHIME_CONFIG`` / ``$XDG_CONFIG_HOME/chime/config.toml``
+* database:   ``--db`` / ``CHIME_DB`` / ``[daemon] db`` / ``$STATE_DIRECTORY/chime.db``
+  (systemd) / ``$XDG_DATA_HOME/chime/chime.db``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from daemon.errors import ConfigError, InputError
+from daemon.timeparse import parse_duration
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def system_timezone() -> str:
+    """The machine's IANA zone name (``TZ``, ``/etc/timezone``, ``/etc/localtime``), else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                ZoneInfo(name)
+                return name
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return "UTC"
+
+
+@dataclass
+class DaemonSettings:
+    """[daemon]: the service loop and the planner."""
+
+    db: str = ""
+    timezone: str = ""
+    outputs: list[str] = field(default_factory=lambda: ["console"])
+    lead: timedelta = timedelta(minutes=5)
+    horizon: timedelta = timedelta(hours=24)
+    grace: timedelta = timedelta(minutes=30)
+    late_after: timedelta = timedelta(seconds=60)
+    poll: timedelta = timedelta(seconds=1)
+    heartbeat: timedelta = timedelta(seconds=5)
+    log_level: str = "INFO"
+
+
+@dataclass
+class LocationSettings:
+    """[location]: where the forecast is for."""
+
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str = ""
+
+
+@dataclass
+class WeatherSettings:
+    """[weather]: the Open-Meteo client."""
+
+    base_url: str = "https://api.open-meteo.com"
+    air_quality_url: str = ""
+    refresh: timedelta = timedelta(minutes=60)
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    retries: int = 2
+    forecast_days: int = 3
+
+
+@dataclass
+class DaysSettings:
+    """[days]: the kind of day (holidays, 调休, user periods and personal days)."""
+
+    country: str = "CN"
+    festivals: bool = True
+    periods: list[str] = field(default_factory=list)
+    personal: list[str] = field(default_factory=list)
+    holiday_feed: str = ""
+    parts_of_day: list[str] = field(
+        default_factory=lambda: [
+            "00:00 凌晨",
+            "05:00 早晨",
+            "08:00 上午",
+            "11:00 中午",
+            "13:00 下午",
+            "17:00 傍晚",
+            "19:00 晚上",
+            "23:00 深夜",
+        ]
+    )
+
+
+@dataclass
+class ModelSettings:
+    """[model]: the local character model."""
+
+    base: str = "bigscience/bloomz-1b7"
+    adapter: str = "nadcy/bloomz-1b7_MONA_LORA"
+    models_dir: str = ""
+    backend: str = "auto"
+    device: str = "auto"
+    enabled: bool = True
+    temperature: float = 0.8
+    top_p: float = 0.9
+    repetition_penalty: float = 1.2
+    max_new_tokens: int = 64
+    keep_warm: timedelta = timedelta(seconds=60)
+    batch_window: timedelta = timedelta(minutes=30)
+    timeout: timedelta = timedelta(minutes=3)
+    threads: int = 0
+
+
+@dataclass
+class GuardSettings:
+    """[guards]: temperature and memory limits around the generation worker."""
+
+    use_jtop: bool = True
+    sysfs_root: str = "/sys"
+    start_temp: float | None = None
+    abort_temp: float | None = None
+    ram_margin_mb: int = 300
+    ram_floor_mb: int = 200
+    check_every: timedelta = timedelta(seconds=1)
+    wait_step: timedelta = timedelta(seconds=10)
+
+
+@dataclass
+class DesktopSettings:
+    """[desktop]: freedesktop notifications over the session D-Bus."""
+
+    app_name: str = "chime"
+    urgency: str = "normal"
+    expire_ms: int = -1
+    snooze: timedelta = timedelta(minutes=10)
+    actions: bool = True
+
+
+@dataclass
+class SpeakerSettings:
+    """[speaker]: offline text-to-speech through the speaker."""
+
+    engine: str = "espeak-ng"
+    voice: str = "cmn-latn-pinyin"
+    piper_model: str = ""
+    player: str = "aplay"
+    volume: int = 100
+    speed: int = 150
+    quiet_hours: str = ""
+    chime_sound: str = ""
+    timeout: timedelta = timedelta(seconds=60)
+
+
+@dataclass
+class WebhookSettings:
+    """[webhook]: POST each reminder as JSON to a URL (ntfy, Gotify, Home Assistant…)."""
+
+    url: str = ""
+    timeout: float = 5.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CalendarSettings:
+    """[calendars]: imported and subscribed .ics calendars."""
+
+    all_day_at: str = "08:00"
+    default_every: timedelta = timedelta(minutes=30)
+
+
+@dataclass
+class Settings:
+    """All settings; one attribute per TOML section."""
+
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    location: LocationSettings = field(default_factory=LocationSettings)
+    weather: WeatherSettings = field(default_factory=WeatherSettings)
+    days: DaysSettings = field(default_factory=DaysSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    guards: GuardSettings = field(default_factory=GuardSettings)
+    desktop: DesktopSettings = field(default_factory=DesktopSettings)
+    speaker: SpeakerSettings = field(default_factory=SpeakerSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    calendars: CalendarSettings = field(default_factory=CalendarSettings)
+    config_path: Path | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.daemon.timezone)
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.daemon.db)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.db_path.parent
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.model.models_dir) if self.model.models_dir else self.data_dir / "models"
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "chime" / "config.toml"
+
+
+def default_db_path() -> Path:
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:  # systemd's StateDirectory=; may hold several paths separated by ':'
+        return Path(state.split(":")[0]) / "chime.db"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "chime" / "chime.db"
+
+
+def load_settings(config: str | Path | None = None, db: str | Path | None = None) -> Settings:
+    """Read, merge and validate the settings; raise one ConfigError naming every bad key."""
+    explicit = config or os.environ.get("CHIME_CONFIG")
+    path = Path(explicit) if explicit else default_config_path()
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
+    settings, problems = _build(raw)
+    settings.config_path = path if path.exists() else None
+    db_override = db or os.environ.get("CHIME_DB")
+    if db_override:
+        settings.daemon.db = str(db_override)
+    if not settings.daemon.db:
+        settings.daemon.db = str(default_db_path())
+    settings.daemon.db = str(Path(settings.daemon.db).expanduser())
+    tz_override = os.environ.get("CHIME_TIMEZONE")
+    if tz_override:
+        settings.daemon.timezone = tz_override
+    if not settings.daemon.timezone:
+        settings.daemon.timezone = system_timezone()
+    problems += _check(settings)
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return settings
+
+
+def _build(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
+    settings = Settings()
+    problems: list[str] = []
+    sections = {f.name for f in dataclasses.fields(Settings) if f.name != "config_path"}
+    for name, table in raw.items():
+        if name not in sections:
+            problems.append(f"[{name}] is not a known section")
+            continue
+        if not isinstance(table, dict):
+            problems.append(f"[{name}] must be a table")
+            continue
+        section = getattr(settings, name)
+        hints = typing.get_type_hints(type(section))
+        for key, value in table.items():
+            if key not in hints:
+                problems.append(f"[{name}] {key}: unknown key")
+                continue
+            try:
+                setattr(section, key, _coerce(value, hints[key]))
+            except (TypeError, ValueError, InputError) as exc:
+                problems.append(f"[{name}] {key}: {exc}")
+    return settings, problems
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Turn a TOML value into the annotated type, or raise with a short reason."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(value, args[0])
+    if hint is timedelta:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            return parse_duration(value)
+        raise TypeError(f"expected a duration like '10m', got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"expected a string, got {value!r}")
+    if origin is list:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise TypeError(f"expected a list of strings, got {value!r}")
+    if origin is dict:
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+        raise TypeError(f"expected a table of strings, got {value!r}")
+    raise TypeError(f"unsupported setting type {hint!r}")  # pragma: no cover
+
+
+def _check(s: Settings) -> list[str]:
+    """Cross-field and value checks that types alone cannot express."""
+    problems: list[str] = []
+    try:
+        ZoneInfo(s.daemon.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"[daemon] timezone: unknown time zone {s.daemon.timezone!r}")
+    if s.daemon.horizon < timedelta(minutes=10):
+        problems.append("[daemon] horizon: must be at least 10m")
+    if s.daemon.poll <= timedelta(0) or s.daemon.heartbeat <= timedelta(0):
+        problems.append("[daemon] poll and heartbeat must be positive")
+    lat, lon = s.location.latitude, s.location.longitude
+    if (lat is None) != (lon is None):
+        problems.append("[location] latitude and longitude go together")
+    if lat is not None and not -90 <= lat <= 90:
+        problems.append("[location] latitude: must be between -90 and 90")
+    if lon is not None and not -180 <= lon <= 180:
+        problems.append("[location] longitude: must be between -180 and 180")
+    if s.model.backend not in ("auto", "bnb-int8", "torch-int8", "bf16", "fp32"):
+        problems.append(
+            "[model] backend: must be one of auto, bnb-int8, torch-int8, bf16, fp32"
+        )
+    if s.model.device not in ("auto", "cpu", "cuda"):
+        problems.append("[model] device: must be one of auto, cpu, cuda")
+    if s.desktop.urgency not in ("low", "normal", "critical"):
+        problems.append("[desktop] urgency: must be low, normal or critical")
+    if not 0 <= s.speaker.volume <= 200:
+        problems.append("[speaker] volume: must be between 0 and 200")
+    return problems

@@ -1,0 +1,36 @@
+"""The prompt, exactly as the character LoRA was trained on it.
+
+``human:天气:{weather},日期:{day},时间:{part},提示我去做:{task}assistant:``; the model ends its
+answer with ``end``. The task is sanitised so that it cannot break out of its field.
+"""
+
+from __future__ import annotations
+
+import re
+
+from daemon.context import Context
+
+PROMPT_FORMAT = "human:天气:{weather},日期:{day},时间:{part},提示我去做:{task}assistant:"
+END_MARKER = "end"
+MAX_TASK_CHARS = 60
+
+_MARKERS = re.compile(r"human\s*[:：]|assistant\s*[:：]|提示我去做\s*[:：]", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[,:，：\r\n\t\x00-\x1f\x7f]+")
+
+
+def sanitize_task(task: str) -> str:
+    """Strip what could break the format: role markers, separators, control characters."""
+    cleaned = _MARKERS.sub(" ", task)
+    cleaned = _SEPARATORS.sub(" ", cleaned)
+    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    return cleaned[:MAX_TASK_CHARS].strip()
+
+
+def build_prompt(context: Context, task: str) -> str:
+    """The training-format prompt for this context and task."""
+    return PROMPT_FORMAT.format(
+        weather=context.weather,
+        day=context.day,
+        part=context.part_of_day,
+        task=sanitize_task(task),
+    )

@@ -1,0 +1,1 @@
+"""Where reminders go: console, desktop notification, speaker, webhook."""

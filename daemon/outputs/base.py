@@ -1,0 +1,84 @@
+"""The Output protocol and the registry of outputs by short name.
+
+An output delivers one reminder and either returns a short detail (an id, a file, a status)
+or raises ``OutputError`` with a one-line reason and, where useful, the fix. Outputs are built
+lazily by name, so that an optional dependency (jeepney for the desktop) is imported only when
+that output is used. Outputs that talk back (the desktop's "snooze" button) get ``Actions``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from daemon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """What an output delivers."""
+
+    occurrence_id: int | None  # None for previews and test sends
+    task: str
+    message: str
+    scheduled_at: datetime  # aware; its zone is the event's
+    late: bool = False
+
+
+class Actions(Protocol):
+    """What a person can do with a delivered reminder (from a notification's buttons)."""
+
+    def snooze(self, occurrence_id: int, delay: timedelta | None = None) -> int | None:
+        """Schedule a repeat after ``delay`` (config default if None); the new occurrence id."""
+        ...
+
+    def done(self, occurrence_id: int) -> None:
+        """Record that the person acknowledged the reminder."""
+        ...
+
+
+class Output(Protocol):
+    """Delivers reminders to one place."""
+
+    name: str
+
+    def send(self, reminder: Reminder) -> str:
+        """Deliver now; return a short detail, or raise OutputError."""
+        ...
+
+    def close(self) -> None:
+        """Release what the output holds (connections, listener threads)."""
+        ...
+
+
+# name → "module:factory"; a factory is called as factory(settings, actions) → Output
+REGISTRY: dict[str, str] = {
+    "console": "daemon.outputs.console:ConsoleOutput",
+}
+
+
+def available() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def check_names(names: list[str]) -> None:
+    """Raise ConfigError naming every unknown output."""
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ConfigError(
+            f"unknown output {', '.join(map(repr, unknown))} (known: {', '.join(available())})"
+        )
+
+
+def create(name: str, settings: Settings, actions: Actions | None = None) -> Output:
+    """Build the output registered under ``name``."""
+    check_names([name])
+    module_name, _, factory_name = REGISTRY[name].partition(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    output: Output = factory(settings, actions)
+    return output

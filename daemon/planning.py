@@ -1,0 +1,139 @@
+"""Pure planning: the instants at which an event occurs between two instants.
+
+Recurrences are expanded with dateutil.rrule in the event's own wall-clock time and zone, as
+RFC 5545 does, then each local time is turned into an instant:
+
+* a local time that does not exist (the spring-forward gap) is read with the offset before
+  the gap, so 02:30 on the day clocks jump 02:00→03:00 becomes 03:30 new time (RFC 5545 §3.3.5);
+* a local time that happens twice (the fall-back hour) is the first of the two (fold=0).
+
+So a daily 02:30 reminder neither disappears nor rings twice across DST changes. Exceptions
+(exdates) are compared in local wall time, additional dates (rdates) are added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from dateutil import rrule as du_rrule
+
+
+class Schedule(Protocol):
+    """What planning needs of an event (the Event row satisfies it)."""
+
+    dtstart: str  # naive local ISO time
+    tz: str
+    rrule: str | None
+    rdates: list[str]
+    exdates: list[str]
+
+
+@dataclass
+class Recurrence:
+    """A plain Schedule, for code that has no Event row (previews, imports, tests)."""
+
+    dtstart: str
+    tz: str
+    rrule: str | None = None
+    rdates: list[str] = field(default_factory=list)
+    exdates: list[str] = field(default_factory=list)
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def to_instant(local: datetime, tz: ZoneInfo) -> datetime:
+    """A naive wall-clock time in ``tz`` → an aware UTC instant, by RFC 5545's DST rules."""
+    aware = local.replace(tzinfo=tz, fold=0)
+    instant = aware.astimezone(timezone.utc)
+    # zoneinfo reads a nonexistent time with the offset before the gap (fold=0): that is
+    # RFC 5545's rule. An ambiguous time with fold=0 is the first of the two: also RFC 5545's.
+    return instant
+
+
+def local_times(schedule: Schedule, start_local: datetime, end_local: datetime) -> Iterator[datetime]:
+    """Naive local times of ``schedule`` in [start_local, end_local], ascending, exdates removed."""
+    dtstart = datetime.fromisoformat(schedule.dtstart)
+    exdates = {datetime.fromisoformat(x) for x in schedule.exdates}
+    rdates = sorted(datetime.fromisoformat(x) for x in schedule.rdates)
+    times: Iterable[datetime]
+    if schedule.rrule:
+        rule = _rule(schedule.rrule, dtstart)
+        times = rule.between(start_local, end_local, inc=True)
+    else:
+        times = [dtstart] if start_local <= dtstart <= end_local else []
+    extra = [d for d in rdates if start_local <= d <= end_local]
+    for t in sorted(set(times).union(extra)):
+        if t not in exdates:
+            yield t
+
+
+@lru_cache(maxsize=4096)
+def _rule(text: str, dtstart: datetime) -> du_rrule.rrule:
+    parsed = du_rrule.rrulestr(text, dtstart=dtstart, forceset=False, cache=False)
+    assert isinstance(parsed, du_rrule.rrule)
+    return parsed
+
+
+def occurrences(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
+    """Aware UTC instants at which ``schedule`` occurs, with start <= instant < end."""
+    tz = zone(schedule.tz)
+    # Widen the local window by a day each side: offsets differ between zones and DST moves.
+    start_local = start.astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
+    end_local = end.astimezone(tz).replace(tzinfo=None) + timedelta(days=1)
+    found = []
+    for local in local_times(schedule, start_local, end_local):
+        instant = to_instant(local, tz)
+        if start <= instant < end:
+            found.append(instant)
+    return sorted(set(found))
+
+
+def next_occurrence(schedule: Schedule, after: datetime, within: timedelta = timedelta(days=800)) -> datetime | None:
+    """The first instant strictly after ``after``, looking at most ``within`` ahead."""
+    tz = zone(schedule.tz)
+    start_local = after.astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
+    end_local = start_local + within
+    for local in _iter_after(schedule, start_local, end_local):
+        instant = to_instant(local, tz)
+        if instant > after:
+            return instant
+    return None
+
+
+def _iter_after(schedule: Schedule, start_local: datetime, end_local: datetime) -> Iterator[datetime]:
+    """Like local_times, but lazy for rules, so the first hit ends the search quickly."""
+    dtstart = datetime.fromisoformat(schedule.dtstart)
+    exdates = {datetime.fromisoformat(x) for x in schedule.exdates}
+    rdates = sorted(d for d in (datetime.fromisoformat(x) for x in schedule.rdates)
+                    if start_local <= d <= end_local)
+    rule_times: Iterator[datetime]
+    if schedule.rrule:
+        rule = _rule(schedule.rrule, dtstart)
+        rule_times = iter(rule.xafter(start_local, inc=True)) if start_local > dtstart else iter(rule)
+    else:
+        rule_times = iter([dtstart] if dtstart >= start_local else [])
+    pending_rdates = iter(rdates)
+    next_r = next(pending_rdates, None)
+    for t in rule_times:
+        if t > end_local:
+            break
+        while next_r is not None and next_r < t:
+            if next_r not in exdates:
+                yield next_r
+            next_r = next(pending_rdates, None)
+        if next_r == t:
+            next_r = next(pending_rdates, None)
+        if t not in exdates:
+            yield t
+    while next_r is not None:
+        if next_r not in exdates:
+            yield next_r
+        next_r = next(pending_rdates, None)

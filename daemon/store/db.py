@@ -1,0 +1,138 @@
+"""Opening the SQLite file: pragmas, schema version, named migrations.
+
+The schema version lives in the database (``meta.schema_version``); each migration has a name
+and is recorded in ``migrations`` when applied. A database written by a newer chime is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from daemon.errors import StoreError
+from daemon.store import models
+from daemon.store.models import Meta, Migration
+
+log = logging.getLogger("daemon.store")
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _initial(conn: Connection) -> None:
+    tables = [
+        models.Meta.__table__,
+        models.Migration.__table__,
+        models.Subscription.__table__,
+        models.Event.__table__,
+        models.Occurrence.__table__,
+        models.Forecast.__table__,
+        models.HttpCache.__table__,
+    ]
+    models.Base.metadata.create_all(conn, tables=tables)  # type: ignore[arg-type]
+
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("0001_initial", _initial),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # a delivered mark survives power loss
+    cur.close()
+
+
+class Database:
+    """One SQLite file; ``session()`` gives a transaction that commits on success."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder for database {self.path}: {exc}") from exc
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"database {self.path} is not a file")
+        self.engine = create_engine(f"sqlite:///{self.path}", future=True)
+        event.listen(self.engine, "connect", _on_connect)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                has_meta = inspect(conn).has_table("meta")
+                version = 0
+                if has_meta:
+                    row = conn.execute(
+                        text("SELECT value FROM meta WHERE key='schema_version'")
+                    ).first()
+                    version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"database {self.path} has schema version {version}, newer than this "
+                        f"chime understands ({SCHEMA_VERSION}); upgrade chime"
+                    )
+                for name, apply in MIGRATIONS[version:]:
+                    log.info("applying migration %s to %s", name, self.path)
+                    apply(conn)
+                    conn.execute(
+                        models.Migration.__table__.insert().values(name=name)  # type: ignore[attr-defined]
+                    )
+                if version < SCHEMA_VERSION:
+                    conn.execute(
+                        text(
+                            "INSERT INTO meta(key, value) VALUES('schema_version', :v) "
+                            "ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+                        ),
+                        {"v": str(SCHEMA_VERSION)},
+                    )
+        except StoreError:
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open database {self.path}: {_reason(exc)}") from exc
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: commits when the block ends, rolls back on any error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StoreError(f"database {self.path}: {_reason(exc)}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def schema_version(self) -> int:
+        with self.session() as s:
+            value = s.get(Meta, "schema_version")
+            return int(value.value) if value else 0
+
+    def migrations(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(Migration.name).order_by(Migration.id)))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig or exc).splitlines()[0]
