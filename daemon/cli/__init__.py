@@ -42,6 +42,8 @@ def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:  # APScheduler logs every job run at INFO
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     ctx.obj = _LazyApp(config, db)
 
 

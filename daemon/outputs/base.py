@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from daemon.errors import ConfigError
+from daemon.errors import ChimeError, ConfigError
 
 if TYPE_CHECKING:
     from daemon.config import Settings
@@ -66,11 +66,11 @@ def available() -> list[str]:
     return sorted(REGISTRY)
 
 
-def check_names(names: list[str]) -> None:
-    """Raise ConfigError naming every unknown output."""
+def check_names(names: list[str], error: type[ChimeError] = ConfigError) -> None:
+    """Raise ``error`` naming every unknown output."""
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise ConfigError(
+        raise error(
             f"unknown output {', '.join(map(repr, unknown))} (known: {', '.join(available())})"
         )
 

@@ -89,7 +89,7 @@ def update_event(s: Session, event: Event, **fields: Any) -> Event:
 
 
 def remove_event(s: Session, event: Event) -> None:
-    drop_open_occurrences(s, event.id)
+    drop_open_occurrences(s, event.id, keep_snoozes=False)
     s.delete(event)
     s.flush()
     bump_revision(s)
@@ -177,3 +177,10 @@ def count_occurrences(s: Session, status: str | None = None) -> int:
     if status:
         query = query.where(Occurrence.status == status)
     return int(s.scalar(query) or 0)
+
+
+def event_history(s: Session, event_id: int, limit: int) -> list[Occurrence]:
+    return list(s.scalars(
+        select(Occurrence).where(Occurrence.event_id == event_id)
+        .order_by(Occurrence.scheduled_at.desc()).limit(limit)
+    ))

@@ -1,0 +1,206 @@
+"""Commands for reminders: add, list, show, edit, remove, pause, resume, log, preview,
+snooze, done, status, run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from daemon import reminders
+from daemon.cli import get_app, main
+from daemon.store import repo
+from daemon.timeparse import parse_duration
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _app():  # type: ignore[no-untyped-def]
+    return get_app(click.get_current_context())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@main.command()
+@click.argument("text")
+@click.option("--at", "when", required=True,
+              help="When: ISO 8601, 'tomorrow 8:00', 'in 10 minutes', '明天早上8点'…")
+@click.option("--every", help="Repeat: daily, weekdays, weekends, weekly, monthly, yearly or an RRULE.")
+@click.option("--lead", help="Prepare the text this long before (90s, 10m, 1h30m).")
+@click.option("--tz", help="IANA time zone of the event (default: the configured one).")
+@click.option("--output", multiple=True, help="Deliver through this output (repeatable).")
+def add(text: str, when: str, every: str | None, lead: str | None, tz: str | None,
+        output: tuple[str, ...]) -> None:
+    """Add a reminder and print its id."""
+    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None)
+    click.echo(event.id)
+
+
+@main.command(name="list")
+@json_option
+def list_(as_json: bool) -> None:
+    """List reminders with their next occurrence."""
+    items = reminders.upcoming(_app())
+    if as_json:
+        emit_json(items)
+        return
+    if not items:
+        click.echo("no reminders yet: chime add TEXT --at WHEN")
+    for e in items:
+        nxt = "paused" if e["paused"] else (e["next"] or "done")
+        rule = e["rule"] or "once"
+        click.echo(f"{e['id']:>4}  {nxt:<25}  {rule:<22}  {e['task']}")
+
+
+@main.command()
+@click.argument("event_id", type=int)
+@json_option
+def show(event_id: int, as_json: bool) -> None:
+    """Show one reminder, its next occurrences and its history."""
+    view = reminders.show(_app(), event_id)
+    if as_json:
+        emit_json(view)
+        return
+    for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "paused", "source"):
+        click.echo(f"{key:>9}: {view[key]}")
+    click.echo("     next: " + (", ".join(view["upcoming"]) or "none"))
+    for h in view["history"]:
+        click.echo(f"  {h['scheduled_at']}  {h['status']:<9}  {h['message'] or ''}")
+
+
+@main.command()
+@click.argument("event_id", type=int)
+@click.option("--text", help="New reminder text.")
+@click.option("--at", "when", help="New start time.")
+@click.option("--every", help="New recurrence ('none' for a one-off).")
+@click.option("--lead", help="New lead time.")
+@click.option("--tz", help="New time zone.")
+@click.option("--output", multiple=True, help="New outputs (repeatable).")
+def edit(event_id: int, text: str | None, when: str | None, every: str | None, lead: str | None,
+         tz: str | None, output: tuple[str, ...]) -> None:
+    """Change a reminder."""
+    reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None)
+    click.echo(f"updated {event_id}")
+
+
+@main.command()
+@click.argument("event_id", type=int)
+def remove(event_id: int) -> None:
+    """Remove a reminder (its delivered history stays in the log)."""
+    reminders.remove(_app(), event_id)
+    click.echo(f"removed {event_id}")
+
+
+@main.command()
+@click.argument("event_id", type=int)
+def pause(event_id: int) -> None:
+    """Pause a reminder: nothing is delivered until it is resumed."""
+    reminders.set_paused(_app(), event_id, True)
+    click.echo(f"paused {event_id}")
+
+
+@main.command()
+@click.argument("event_id", type=int)
+def resume(event_id: int) -> None:
+    """Resume a paused reminder."""
+    reminders.set_paused(_app(), event_id, False)
+    click.echo(f"resumed {event_id}")
+
+
+@main.command(name="log")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000),
+              help="How many occurrences.")
+@json_option
+def log_(limit: int, as_json: bool) -> None:
+    """Show delivered, late, missed and failed reminders, newest first."""
+    rows = reminders.log(_app(), limit)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>5}  {r['scheduled_at']}  {r['status']:<9}  {r['task']}"
+                   f"{'  — ' + r['message'] if r['message'] else ''}")
+
+
+@main.command()
+@click.argument("text")
+@click.option("--at", "when", default="now", show_default=True, help="When the reminder is for.")
+@click.option("--tz", help="IANA time zone (default: the configured one).")
+@json_option
+def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
+    """Write the reminder text now, without storing or delivering anything."""
+    result = reminders.preview(_app(), text, when, tz)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(result["message"])
+    click.echo(f"({result['generator']}; {result['prompt']})", err=True)
+
+
+@main.command()
+@click.argument("occurrence_id", type=int)
+@click.argument("duration", required=False)
+def snooze(occurrence_id: int, duration: str | None) -> None:
+    """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`."""
+    delay = parse_duration(duration) if duration else None
+    new_id = reminders.snooze(_app(), occurrence_id, delay)
+    click.echo(new_id)
+
+
+@main.command()
+@click.argument("occurrence_id", type=int)
+def done(occurrence_id: int) -> None:
+    """Mark a delivered reminder as done — ID from `chime log`."""
+    reminders.done(_app(), occurrence_id)
+    click.echo(f"done {occurrence_id}")
+
+
+@main.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Is the daemon running, and what comes next."""
+    from daemon.service import alive
+
+    app = _app()
+    with app.db.session() as s:
+        heartbeat = repo.read_heartbeat(s)
+    running = alive(heartbeat, app.settings.daemon.heartbeat)
+    items = [e for e in reminders.upcoming(app) if e["next"]]
+    items.sort(key=lambda e: e["next"])
+    data = {
+        "running": running,
+        "pid": heartbeat.get("pid") if heartbeat and running else None,
+        "heartbeat": heartbeat.get("at") if heartbeat else None,
+        "database": str(app.settings.db_path),
+        "next": [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]],
+    }
+    if as_json:
+        emit_json(data)
+    else:
+        state = f"running (pid {data['pid']})" if running else "not running"
+        click.echo(f"daemon: {state}; last heartbeat {data['heartbeat'] or 'never'}")
+        click.echo(f"database: {data['database']}")
+        for n in data["next"]:
+            click.echo(f"  next: {n['at']}  {n['task']}")
+    if not running:
+        sys.exit(3)
+
+
+@main.command()
+def run() -> None:
+    """Run the daemon in the foreground (logs to stderr; SIGTERM stops, SIGHUP reloads)."""
+    import logging
+
+    from daemon.service import Service
+
+    lazy = click.get_current_context().find_root().obj
+    app = _app()
+    root = logging.getLogger()
+    root.setLevel(app.settings.daemon.log_level.upper())
+    service = Service(app.settings, lazy.config, lazy.db)
+    sys.exit(service.run())

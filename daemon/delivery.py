@@ -1,0 +1,263 @@
+"""Preparing and delivering occurrences, exactly once.
+
+The life of an occurrence row (unique on event + instant):
+
+``pending`` → (prepare: text written) ``prepared`` → (deliver: claimed) ``delivering`` →
+``delivered`` | ``late`` | ``failed``; or ``missed`` when its time passed beyond the grace
+window while the daemon was down.
+
+Exactly once: delivery starts by atomically moving the row from pending/prepared to
+``delivering`` (only one claimer wins), then each output's result is committed as soon as that
+output returns. After a crash, a row left in ``delivering`` is resumed at start-up by sending
+only to the outputs that have no recorded result. The one window that cannot be closed is
+between an output accepting the reminder and its result being committed (a few milliseconds):
+a crash exactly there repeats that one output.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import update
+
+from daemon.app import App
+from daemon.context import Context
+from daemon.context.source import LocalContext
+from daemon.errors import ChimeError
+from daemon.generation.base import Draft, Request
+from daemon.generation.template import TemplateGenerator
+from daemon.outputs.base import Actions, Output, Reminder
+from daemon.planning import zone
+from daemon.reminders import seed_for
+from daemon.store import repo
+from daemon.store.models import Event, Occurrence
+
+log = logging.getLogger("daemon.delivery")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One planned occurrence: the event and the instant (aware UTC)."""
+
+    event_id: int
+    at: datetime
+    prepare_at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.event_id}@{int(self.at.timestamp())}"
+
+
+class Courier:
+    """Prepares texts before their time and delivers them to the outputs at their time."""
+
+    def __init__(self, app: App, actions: Actions | None = None) -> None:
+        self.app = app
+        self.actions = actions
+        self._outputs: dict[str, Output] = {}
+        self._lock = threading.Lock()
+
+    # --- prepare --------------------------------------------------------------------------
+
+    def prepare(self, slots: Sequence[Slot]) -> int:
+        """Write the text of every pending slot; returns how many were prepared."""
+        todo: list[tuple[int, Request]] = []
+        with self.app.db.session() as s:
+            for slot in slots:
+                event = s.get(Event, slot.event_id)
+                if event is None or event.paused:
+                    continue
+                occ = repo.ensure_occurrence(s, event, slot.at)
+                if occ.status != "pending" or occ.message:
+                    continue
+                context = self.context(slot.at.astimezone(zone(event.tz)))
+                seed = seed_for(event.id, slot.at)
+                todo.append((occ.id, Request(str(occ.id), occ.task, context, seed)))
+        if not todo:
+            return 0
+        started = datetime.now(timezone.utc)
+        drafts = self.app.generator.generate([r for _, r in todo])
+        log.info("prepared %d reminder(s) with %s in %.1fs", len(todo),
+                 self.app.generator.name, (datetime.now(timezone.utc) - started).total_seconds())
+        now = self.app.clock.now()
+        with self.app.db.session() as s:
+            for (occ_id, request), draft in zip(todo, drafts):
+                assert draft is not None
+                s.execute(
+                    update(Occurrence)
+                    .where(Occurrence.id == occ_id, Occurrence.status == "pending")
+                    .values(status="prepared", message=draft.text, generator=draft.generator,
+                            context=_context_record(request.context, draft), prepared_at=now)
+                )
+        return len(todo)
+
+    def context(self, local_at: datetime) -> Context:
+        """The context for a local instant; never raises."""
+        try:
+            return self.app.context_source.context_for(local_at)
+        except Exception:  # a broken context source must not cost the reminder
+            log.exception("context source failed; using local facts only")
+            return LocalContext(self.app.settings).context_for(local_at)
+
+    # --- deliver --------------------------------------------------------------------------
+
+    def deliver(self, slot: Slot, *, resume: bool = False) -> str | None:
+        """Deliver one slot if nobody has; returns its final status, or None if not ours."""
+        with self.app.db.session() as s:
+            event = s.get(Event, slot.event_id)
+            if event is None or event.paused:
+                return None
+            occ = repo.ensure_occurrence(s, event, slot.at)
+            if not repo.claim(s, occ.id) and not (resume and occ.status == "delivering"):
+                return None
+            tz, names = event.tz, event.outputs or self.app.settings.daemon.outputs
+            occ_id, task, message = occ.id, occ.task, occ.message
+            results: dict[str, Any] = dict(occ.results or {})
+        if not message:
+            local = slot.at.astimezone(zone(tz))
+            context = self.context(local)
+            draft = TemplateGenerator().generate(
+                [Request(str(occ_id), task, context, seed_for(slot.event_id, slot.at))])[0]
+            message = draft.text
+            with self.app.db.session() as s:
+                occ = repo.get_occurrence(s, occ_id)
+                occ.message, occ.generator = message, draft.generator
+                occ.context = _context_record(context, draft)
+        now = self.app.clock.now()
+        late = now - slot.at > self.app.settings.daemon.late_after
+        reminder = Reminder(occ_id, task, message, slot.at.astimezone(zone(tz)), late)
+        for name in names:
+            if name in results:  # sent before a crash: never twice
+                continue
+            results[name] = self._send(name, reminder)
+            with self.app.db.session() as s:
+                repo.get_occurrence(s, occ_id).results = dict(results)
+        return self._finish(occ_id, slot, results)
+
+    def _send(self, name: str, reminder: Reminder) -> dict[str, Any]:
+        started = datetime.now(timezone.utc)
+        try:
+            detail = self.output(name).send(reminder)
+            result: dict[str, Any] = {"ok": True, "detail": detail}
+        except ChimeError as exc:
+            log.warning("output %s failed for %r: %s", name, reminder.task, exc)
+            result = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # an output's bug must not stop the other outputs
+            log.exception("output %s crashed", name)
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        result["at"] = started.isoformat()
+        return result
+
+    def _finish(self, occ_id: int, slot: Slot, results: dict[str, Any]) -> str:
+        now = self.app.clock.now()
+        failures = [f"{n}: {r['error']}" for n, r in results.items() if not r["ok"]]
+        if results and len(failures) == len(results):
+            status = "failed"
+        elif now - slot.at > self.app.settings.daemon.late_after:
+            status = "late"
+        else:
+            status = "delivered"
+        with self.app.db.session() as s:
+            occ = repo.get_occurrence(s, occ_id)
+            occ.status, occ.delivered_at = status, now
+            occ.error = "; ".join(failures) or None
+        log.info("occurrence %d %s (%s)", occ_id, status, ", ".join(results) or "no outputs")
+        return status
+
+    def output(self, name: str) -> Output:
+        """The output called ``name``, built on first use and kept."""
+        with self._lock:
+            if name not in self._outputs:
+                self._outputs[name] = self.app.outputs([name], self.actions)[name]
+            return self._outputs[name]
+
+    # --- downtime -------------------------------------------------------------------------
+
+    def catch_up(self, since: datetime, until: datetime, *, startup: bool) -> dict[str, int]:
+        """Handle slots in [since, until) that were never delivered.
+
+        Within the grace window they are delivered now (marked late); beyond it they are
+        recorded as missed. At start-up, rows interrupted mid-delivery are resumed.
+        """
+        from daemon.planning import occurrences
+
+        now = self.app.clock.now()
+        grace = self.app.settings.daemon.grace
+        counts = {"late": 0, "missed": 0}
+        todo: dict[tuple[int, datetime], bool] = {}  # (event, instant) → resume?
+        with self.app.db.session() as s:
+            events = {e.id: e for e in repo.list_events(s, include_paused=False)}
+            for event in events.values():
+                start = max(since, event.updated_at)
+                for at in occurrences(event, start, until):
+                    todo[(event.id, at)] = False
+            statuses = ("pending", "prepared", "delivering") if startup else ("pending", "prepared")
+            for occ in repo.open_occurrences(s, until):
+                if occ.event_id in events and occ.status in statuses:
+                    todo[(occ.event_id, occ.scheduled_at)] = occ.status == "delivering"
+            done = repo.find_occurrences(s, list(events), since, until) if todo else {}
+        for (event_id, at), resume in sorted(todo.items(), key=lambda kv: kv[0][1]):
+            row = done.get((event_id, at))
+            if row is not None and row.status not in ("pending", "prepared", "delivering"):
+                continue
+            slot = Slot(event_id, at, at)
+            if now - at <= grace:
+                if self.deliver(slot, resume=resume):
+                    counts["late"] += 1
+            elif self.mark_missed(slot):
+                counts["missed"] += 1
+        if any(counts.values()):
+            log.warning("after downtime: %d delivered late, %d missed", counts["late"],
+                        counts["missed"])
+        return counts
+
+    def mark_missed(self, slot: Slot) -> bool:
+        """Record a slot as missed (no notification); False if it was already final."""
+        with self.app.db.session() as s:
+            event = s.get(Event, slot.event_id)
+            if event is None:
+                return False
+            occ = repo.ensure_occurrence(s, event, slot.at)
+            if occ.status not in ("pending", "prepared", "delivering"):
+                return False
+            if occ.status == "delivering" and any(r.get("ok") for r in (occ.results or {}).values()):
+                occ.status = "delivered"  # it did reach someone before the crash
+            else:
+                occ.status = "missed"
+                occ.error = "chime was not running at the time (beyond the grace window)"
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            for output in self._outputs.values():
+                try:
+                    output.close()
+                except Exception:
+                    log.exception("closing output %s failed", output.name)
+            self._outputs.clear()
+
+
+def _context_record(context: Context, draft: Draft) -> dict[str, Any]:
+    record = context.as_dict()
+    record["generation"] = {
+        "generator": draft.generator,
+        "raw_output": draft.raw_output,
+        "rejected": draft.rejected,
+        **draft.info,
+    }
+    return record
+
+
+def lookback_start(now: datetime, heartbeat: dict[str, Any] | None, grace: timedelta) -> datetime:
+    """Where start-up catch-up begins: the last heartbeat (minus the grace window, for slots
+    that were due but not yet delivered then), at most 7 days back. Each event is further
+    bounded by its own last change, so a paused-then-resumed event is not reported missed."""
+    floor = now - timedelta(days=7)
+    if heartbeat and heartbeat.get("at"):
+        return max(floor, datetime.fromisoformat(heartbeat["at"]) - grace)
+    return floor

@@ -1,0 +1,261 @@
+"""Use cases behind the CLI: add, edit, remove, pause, list, show, log, preview, snooze, done.
+
+Each validates everything first and then writes in one transaction, so bad input changes
+nothing. Times going in and out are timezone-aware; JSON views use ISO 8601.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from daemon.app import App
+from daemon.errors import InputError
+from daemon.generation.base import Request
+from daemon.outputs import base as outputs
+from daemon.planning import next_occurrence, zone
+from daemon.store import repo
+from daemon.store.models import Event, Occurrence
+from daemon.timeparse import format_duration, parse_duration, parse_rule, parse_when
+
+MAX_TASK_CHARS = 200
+
+
+def check_task(text: str) -> str:
+    task = " ".join(text.split())
+    if not task:
+        raise InputError("the reminder text is empty")
+    if len(task) > MAX_TASK_CHARS:
+        raise InputError(f"the reminder text is {len(task)} characters; at most {MAX_TASK_CHARS}")
+    return task
+
+
+def check_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {name!r} (use an IANA name like Asia/Shanghai)")
+    return name
+
+
+def check_lead(text: str) -> int:
+    lead = parse_duration(text)
+    if lead < timedelta(0) or lead > timedelta(days=7):
+        raise InputError(f"lead time {text!r} must be between 0s and 7d")
+    return int(lead.total_seconds())
+
+
+def seed_for(event_id: int | None, instant: datetime) -> int:
+    """A stable seed per occurrence, so its text can be reproduced."""
+    return zlib.crc32(f"{event_id}:{instant.astimezone(timezone.utc).isoformat()}".encode())
+
+
+def add(app: App, task: str, when: str, every: str | None = None, lead: str | None = None,
+        tz: str | None = None, output: list[str] | None = None) -> Event:
+    """Create a reminder; a one-off must lie in the future."""
+    fields = _fields(app, task=task, when=when, every=every, lead=lead, tz=tz, output=output)
+    first = next_occurrence(_Sched(fields), app.clock.now() - timedelta(seconds=1))
+    if first is None:
+        raise InputError(f"{when!r} is in the past; give a future time")
+    with app.db.session() as s:
+        return repo.add_event(s, **fields, source="manual")
+
+
+def edit(app: App, event_id: int, task: str | None = None, when: str | None = None,
+         every: str | None = None, lead: str | None = None, tz: str | None = None,
+         output: list[str] | None = None) -> Event:
+    """Change some fields of a reminder; ``every="none"`` makes it a one-off."""
+    with app.db.session() as s:
+        event = repo.get_event(s, event_id)
+        zone_name = check_zone(tz) if tz else event.tz
+        changes: dict[str, Any] = {}
+        if task is not None:
+            changes["task"] = check_task(task)
+        if when is not None:
+            local = parse_when(when, app.clock.now(), ZoneInfo(zone_name))
+            changes["dtstart"] = local.replace(tzinfo=None).isoformat()
+        if tz is not None:
+            changes["tz"] = zone_name
+        if every is not None:
+            changes["rrule"] = None if every.lower() in ("none", "once", "") else parse_rule(every)
+        if lead is not None:
+            changes["lead_s"] = check_lead(lead)
+        if output is not None:
+            outputs.check_names(output, InputError)
+            changes["outputs"] = list(output) or None
+        if not changes:
+            raise InputError("nothing to change (give --text, --at, --every, --lead, --tz or --output)")
+        return repo.update_event(s, event, **changes)
+
+
+def remove(app: App, event_id: int) -> None:
+    with app.db.session() as s:
+        repo.remove_event(s, repo.get_event(s, event_id))
+
+
+def set_paused(app: App, event_id: int, paused: bool) -> Event:
+    with app.db.session() as s:
+        event = repo.get_event(s, event_id)
+        return repo.update_event(s, event, paused=paused)
+
+
+def upcoming(app: App) -> list[dict[str, Any]]:
+    """Every reminder with its next occurrence (None when it has none left)."""
+    now = app.clock.now()
+    with app.db.session() as s:
+        return [event_view(e, now) for e in repo.list_events(s)]
+
+
+def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
+    """One reminder with its next ``count`` occurrences and its recent history."""
+    now = app.clock.now()
+    with app.db.session() as s:
+        event = repo.get_event(s, event_id)
+        view = event_view(event, now)
+        nexts: list[str] = []
+        after = now
+        while len(nexts) < count and (at := next_occurrence(event, after)) is not None:
+            nexts.append(at.astimezone(zone(event.tz)).isoformat())
+            after = at
+        view["upcoming"] = nexts
+        view["history"] = [occurrence_view(o, event.tz) for o in repo.event_history(s, event.id, 10)]
+        return view
+
+
+def log(app: App, limit: int = 20) -> list[dict[str, Any]]:
+    """Occurrences, newest first."""
+    with app.db.session() as s:
+        tz_by_event = {e.id: e.tz for e in repo.list_events(s)}
+        rows = repo.recent_occurrences(s, limit)
+        return [occurrence_view(o, tz_by_event.get(o.event_id or -1, app.settings.daemon.timezone))
+                for o in rows]
+
+
+def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, Any]:
+    """Write the reminder text for ``task`` at ``when`` now; deliver nothing, store nothing."""
+    task = check_task(task)
+    zone_name = check_zone(tz or app.settings.daemon.timezone)
+    at = parse_when(when, app.clock.now(), ZoneInfo(zone_name))
+    context = app.context_source.context_for(at)
+    request = Request(key="preview", task=task, context=context, seed=seed_for(None, at))
+    draft = app.generator.generate([request])[0]
+    assert draft is not None
+    from daemon.context.prompt import build_prompt
+
+    return {
+        "task": task,
+        "at": at.isoformat(),
+        "message": draft.text,
+        "generator": draft.generator,
+        "raw_output": draft.raw_output,
+        "rejected": draft.rejected,
+        **draft.info,
+        "context": context.as_dict(),
+        "prompt": build_prompt(context, task),
+    }
+
+
+def snooze(app: App, occurrence_id: int, delay: timedelta | None = None) -> int:
+    """Repeat a delivered reminder after ``delay``; returns the new occurrence's id."""
+    delay = delay if delay is not None else app.settings.desktop.snooze
+    if delay <= timedelta(0):
+        raise InputError("snooze duration must be positive")
+    with app.db.session() as s:
+        original = repo.get_occurrence(s, occurrence_id)
+        at = (app.clock.now() + delay).replace(microsecond=0)
+        repeat = Occurrence(event_id=original.event_id, task=original.task, scheduled_at=at,
+                            status="pending", snoozed_from=original.id)
+        s.add(repeat)
+        s.flush()
+        original.acknowledged_at = original.acknowledged_at or app.clock.now()
+        repo.bump_revision(s)
+        return repeat.id
+
+
+def done(app: App, occurrence_id: int) -> None:
+    """Record that the person acknowledged the reminder."""
+    with app.db.session() as s:
+        occ = repo.get_occurrence(s, occurrence_id)
+        occ.acknowledged_at = app.clock.now()
+
+
+class AppActions:
+    """The Actions an output's buttons call (desktop: 完成 / 稍后提醒)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def snooze(self, occurrence_id: int, delay: timedelta | None = None) -> int | None:
+        return snooze(self.app, occurrence_id, delay)
+
+    def done(self, occurrence_id: int) -> None:
+        done(self.app, occurrence_id)
+
+
+# --- views ------------------------------------------------------------------------------------
+
+def event_view(event: Event, now: datetime) -> dict[str, Any]:
+    nxt = None if event.paused else next_occurrence(event, now)
+    tz = zone(event.tz)
+    return {
+        "id": event.id,
+        "task": event.task,
+        "start": datetime.fromisoformat(event.dtstart).replace(tzinfo=tz).isoformat(),
+        "timezone": event.tz,
+        "rule": event.rrule,
+        "exdates": event.exdates,
+        "lead": format_duration(timedelta(seconds=event.lead_s)) if event.lead_s is not None else None,
+        "outputs": event.outputs,
+        "paused": event.paused,
+        "source": event.source,
+        "next": nxt.astimezone(tz).isoformat() if nxt else None,
+    }
+
+
+def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
+    tz = zone(tz_name)
+
+    def iso(t: datetime | None) -> str | None:
+        return t.astimezone(tz).isoformat() if t else None
+
+    return {
+        "id": o.id,
+        "event_id": o.event_id,
+        "task": o.task,
+        "scheduled_at": iso(o.scheduled_at),
+        "status": o.status,
+        "delivered_at": iso(o.delivered_at),
+        "message": o.message,
+        "generator": o.generator,
+        "results": o.results,
+        "error": o.error,
+        "snoozed_from": o.snoozed_from,
+        "acknowledged_at": iso(o.acknowledged_at),
+    }
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _fields(app: App, *, task: str, when: str, every: str | None, lead: str | None,
+            tz: str | None, output: list[str] | None) -> dict[str, Any]:
+    zone_name = check_zone(tz or app.settings.daemon.timezone)
+    fields: dict[str, Any] = {"task": check_task(task), "tz": zone_name}
+    local = parse_when(when, app.clock.now(), ZoneInfo(zone_name))
+    fields["dtstart"] = local.replace(tzinfo=None, microsecond=0).isoformat()
+    fields["rrule"] = parse_rule(every) if every else None
+    fields["lead_s"] = check_lead(lead) if lead is not None else None
+    if output:
+        outputs.check_names(output, InputError)
+    fields["outputs"] = list(output) if output else None
+    fields["rdates"], fields["exdates"] = [], []
+    return fields
+
+
+class _Sched:
+    """A Schedule view of not-yet-stored fields."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.dtstart, self.tz, self.rrule = fields["dtstart"], fields["tz"], fields["rrule"]
+        self.rdates, self.exdates = fields["rdates"], fields["exdates"]

@@ -1,0 +1,142 @@
+"""APScheduler as the trigger engine; the events table stays the source of truth.
+
+``Planner.replan()`` computes every slot (event, instant) inside the horizon and makes the job
+set match: a *prepare* job at T − lead (in a one-thread executor, so model batches never
+overlap) and a *deliver* job at T (in a small pool, so a slow output or a long generation never
+delays another reminder). Jobs are cheap to throw away: they are rebuilt from the table at
+start-up, on every change (the plan revision in ``meta``), and periodically.
+
+Misfire policy, on purpose: APScheduler 3's default ``misfire_grace_time`` of 1 s would
+silently drop a deliver job that starts late on a loaded board. Ours is the configured grace
+window; ``coalesce`` is on (a job runs once however late). Beyond the grace window the periodic
+catch-up records the slot as missed, so nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from daemon.app import App
+from daemon.delivery import Courier, Slot
+from daemon.planning import occurrences
+from daemon.store import repo
+
+log = logging.getLogger("daemon.scheduler")
+
+
+def plan(app: App, now: datetime) -> list[Slot]:
+    """Every undelivered slot in [now − grace, now + horizon): recurrences of active events
+    plus open rows (snoozed repeats), sorted by time. Slots just past stay in the plan so that
+    a deliver job that is a little late on a busy board is not thrown away by a replan."""
+    start, end = now - app.settings.daemon.grace, now + app.settings.daemon.horizon
+    default_lead = app.settings.daemon.lead
+    slots: dict[tuple[int, datetime], Slot] = {}
+    with app.db.session() as s:
+        events = {e.id: e for e in repo.list_events(s, include_paused=False)}
+
+        def add(event_id: int, at: datetime) -> None:
+            lead_s = events[event_id].lead_s
+            lead = timedelta(seconds=lead_s) if lead_s is not None else default_lead
+            slots.setdefault((event_id, at), Slot(event_id, at, at - lead))
+
+        for event in events.values():
+            for at in occurrences(event, max(start, event.updated_at), end):
+                add(event.id, at)
+        for occ in repo.open_occurrences(s, end):
+            if occ.event_id in events and occ.status != "delivering" and occ.scheduled_at >= start:
+                add(occ.event_id, occ.scheduled_at)
+        for key, occ in repo.find_occurrences(s, list(events), start, end).items():
+            if occ.status not in repo.OPEN_STATUSES:
+                slots.pop(key, None)
+    return sorted(slots.values(), key=lambda sl: sl.at)
+
+
+class Planner:
+    """Keeps APScheduler's jobs equal to the plan."""
+
+    def __init__(self, app: App, courier: Courier) -> None:
+        self.app = app
+        self.courier = courier
+        grace = int(app.settings.daemon.grace.total_seconds())
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone.utc,
+            executors={
+                "default": ThreadPoolExecutor(4),
+                "prepare": ThreadPoolExecutor(1),
+                "maintenance": ThreadPoolExecutor(1),
+            },
+            job_defaults={"coalesce": True, "misfire_grace_time": max(grace, 1),
+                          "max_instances": 1},
+        )
+        self.slots: dict[str, Slot] = {}
+        self._lock = threading.Lock()
+        self.last_tick = 0.0
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def every(self, interval: timedelta, func: Callable[[], None], job_id: str) -> None:
+        """Run ``func`` every ``interval`` in the maintenance executor (first run now)."""
+        self.scheduler.add_job(func, "interval", seconds=interval.total_seconds(), id=job_id,
+                               executor="maintenance", next_run_time=datetime.now(timezone.utc),
+                               replace_existing=True, misfire_grace_time=None)
+
+    def replan(self) -> int:
+        """Make the jobs match the plan from the table; returns the number of slots."""
+        now = self.app.clock.now()
+        desired = {slot.key: slot for slot in plan(self.app, now)}
+        with self._lock:
+            for key in set(self.slots) - set(desired):
+                for job_id in (f"prepare:{key}", f"deliver:{key}"):
+                    if self.scheduler.get_job(job_id):
+                        self.scheduler.remove_job(job_id)
+            for key, slot in desired.items():
+                if key in self.slots:
+                    continue
+                self.scheduler.add_job(
+                    self._prepare, "date", run_date=max(slot.prepare_at, now), args=[slot],
+                    id=f"prepare:{key}", executor="prepare", replace_existing=True,
+                    misfire_grace_time=None,
+                )
+                self.scheduler.add_job(
+                    self._deliver, "date", run_date=slot.at, args=[slot],
+                    id=f"deliver:{key}", executor="default", replace_existing=True,
+                )
+            self.slots = desired
+        log.debug("planned %d slot(s) within %s", len(desired), self.app.settings.daemon.horizon)
+        return len(desired)
+
+    def upcoming(self, count: int = 5) -> list[Slot]:
+        now = self.app.clock.now()
+        with self._lock:
+            return sorted((s for s in self.slots.values() if s.at >= now),
+                          key=lambda s: s.at)[:count]
+
+    def _prepare(self, slot: Slot) -> None:
+        """Prepare this slot and every other one whose prepare time falls in the batch window."""
+        now = self.app.clock.now()
+        window = now + self.app.settings.model.batch_window
+        with self._lock:
+            batch = [s for s in self.slots.values()
+                     if s.at > now and (s.prepare_at <= window or s.key == slot.key)]
+        batch.sort(key=lambda s: s.at)
+        try:
+            self.courier.prepare(batch)
+        except Exception:  # delivery will write the template text itself
+            log.exception("preparing %d reminder(s) failed", len(batch))
+
+    def _deliver(self, slot: Slot) -> None:
+        try:
+            self.courier.deliver(slot)
+        except Exception:
+            log.exception("delivering %s failed; the catch-up will retry", slot.key)
+
+    def shutdown(self) -> None:
+        """Stop taking new jobs and wait for running ones (an in-flight delivery finishes)."""
+        self.scheduler.shutdown(wait=True)

@@ -1,0 +1,184 @@
+"""The long-running daemon: scheduler, change detection, heartbeat, sd_notify, signals.
+
+The main thread owns the loop: every ``[daemon] poll`` it re-plans if the plan revision in
+the database changed (the CLI bumps it on every change), pings the systemd watchdog only while
+the scheduler's own heartbeat job keeps ticking, and handles SIGHUP (reload) and SIGTERM/SIGINT
+(finish in-flight deliveries, then exit 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from types import FrameType
+
+from daemon import __version__
+from daemon.app import App
+from daemon.config import Settings, load_settings
+from daemon.delivery import Courier, lookback_start
+from daemon.errors import ChimeError
+from daemon.notify import Notifier
+from daemon.reminders import AppActions
+from daemon.scheduler import Planner
+from daemon.store import repo
+
+log = logging.getLogger("daemon.service")
+
+SETTLE = timedelta(seconds=30)  # a deliver job this late is the catch-up's to handle
+
+
+class Service:
+    """One running daemon."""
+
+    def __init__(self, settings: Settings, config: str | None = None, db: str | None = None):
+        self.config_arg, self.db_arg = config, db
+        self.app = App(settings)
+        self.notifier = Notifier()
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.last_tick = time.monotonic()
+        self.courier = Courier(self.app, AppActions(self.app))
+        self.planner = Planner(self.app, self.courier)
+
+    # --- jobs that run inside the scheduler ------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Proves the scheduler runs jobs: writes the heartbeat row, then ticks."""
+        upcoming = self.planner.upcoming(3)
+        info = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "at": self.app.clock.now().isoformat(),
+            "started": self.started.isoformat(),
+            "next": [{"event_id": s.event_id, "at": s.at.isoformat()} for s in upcoming],
+        }
+        with self.app.db.session() as s:
+            repo.write_heartbeat(s, info)
+        self.last_tick = time.monotonic()
+        if upcoming:
+            self.notifier.status(f"next reminder at {upcoming[0].at.astimezone().isoformat()}")
+        else:
+            self.notifier.status("no reminders planned")
+
+    def maintenance(self) -> None:
+        """Periodic: extend the plan, record what slipped past, refresh the context caches."""
+        now = self.app.clock.now()
+        self.planner.replan()
+        grace = self.app.settings.daemon.grace
+        self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE, startup=False)
+        refresh = getattr(self.app.context_source, "refresh", None)
+        if refresh is not None:
+            try:
+                refresh(now)
+            except Exception:
+                log.exception("refreshing the context failed")
+        sync = _calendar_sync()
+        if sync is not None:
+            try:
+                sync(self.app, now)
+            except Exception:
+                log.exception("syncing calendars failed")
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.started = self.app.clock.now()
+        self._signals()
+        db = self.app.db  # opens and migrates: fails early with a clear message
+        log.info("chime %s starting; database %s", __version__, db.path)
+        with db.session() as s:
+            heartbeat = repo.read_heartbeat(s)
+            revision = repo.revision(s)
+        now = self.app.clock.now()
+        counts = self.courier.catch_up(
+            lookback_start(now, heartbeat, self.app.settings.daemon.grace), now, startup=True)
+        self.planner.start()
+        self.planner.replan()
+        beat = self.app.settings.daemon.heartbeat
+        if self.notifier.watchdog_interval:
+            beat = min(beat, timedelta(seconds=self.notifier.watchdog_interval))
+        self.planner.every(beat, self.heartbeat, "heartbeat")
+        self.planner.every(timedelta(minutes=1), self.maintenance, "maintenance")
+        self.notifier.ready()
+        log.info("ready: %d slot(s) planned; after downtime %d late, %d missed",
+                 len(self.planner.slots), counts["late"], counts["missed"])
+        poll = self.app.settings.daemon.poll.total_seconds()
+        while not self.stop.wait(poll):
+            if self.reload.is_set():
+                self.reload.clear()
+                self._reload()
+            try:
+                with self.app.db.session() as s:
+                    current = repo.revision(s)
+                if current != revision:
+                    revision = current
+                    log.info("schedule changed; re-planning")
+                    self.planner.replan()
+            except ChimeError as exc:
+                log.error("%s", exc)
+            if time.monotonic() - self.last_tick < 3 * beat.total_seconds():
+                self.notifier.watchdog()
+        log.info("stopping: finishing in-flight deliveries")
+        self.notifier.stopping()
+        self.planner.shutdown()
+        self.courier.close()
+        return 0
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            settings = load_settings(self.config_arg, self.db_arg)
+        except ChimeError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.notifier.ready()
+            return
+        self.courier.close()
+        new_app = App(settings, self.app.clock)
+        new_app.__dict__["db"] = self.app.db if settings.db_path == self.app.db.path else new_app.db
+        self.app = self.courier.app = self.planner.app = new_app
+        self.courier.actions = AppActions(new_app)
+        log.info("configuration reloaded")
+        self.planner.replan()
+        self.notifier.ready()
+
+    def _signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.stop.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self.reload.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+
+def _calendar_sync():  # type: ignore[no-untyped-def]
+    """The calendar subscriptions' sync hook, when that module is present."""
+    try:
+        from daemon.calendars import sync_due
+    except ImportError:
+        return None
+    return sync_due
+
+
+def alive(heartbeat: dict | None, interval: timedelta, now: datetime | None = None) -> bool:  # type: ignore[type-arg]
+    """Is the daemon that wrote this heartbeat still running?"""
+    if not heartbeat:
+        return False
+    now = now or datetime.now(timezone.utc)
+    age = now - datetime.fromisoformat(heartbeat["at"])
+    if age > 3 * interval + timedelta(seconds=5):
+        return False
+    try:
+        os.kill(int(heartbeat["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, KeyError):
+        pass
+    return True
