@@ -97,10 +97,11 @@ def occurrences(schedule: Schedule, start: datetime, end: datetime) -> list[date
 
 
 def next_occurrence(schedule: Schedule, after: datetime, within: timedelta = timedelta(days=800)) -> datetime | None:
-    """The first instant strictly after ``after``, looking at most ``within`` ahead."""
+    """The first instant strictly after ``after``; a recurrence is searched at most ``within``
+    ahead (a rule that matches nothing must not search forever)."""
     tz = zone(schedule.tz)
     start_local = after.astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
-    end_local = start_local + within
+    end_local = max(start_local, datetime.fromisoformat(schedule.dtstart)) + within
     for local in _iter_after(schedule, start_local, end_local):
         instant = to_instant(local, tz)
         if instant > after:
@@ -113,13 +114,14 @@ def _iter_after(schedule: Schedule, start_local: datetime, end_local: datetime) 
     dtstart = datetime.fromisoformat(schedule.dtstart)
     exdates = {datetime.fromisoformat(x) for x in schedule.exdates}
     rdates = sorted(d for d in (datetime.fromisoformat(x) for x in schedule.rdates)
-                    if start_local <= d <= end_local)
+                    if start_local <= d)
     rule_times: Iterator[datetime]
     if schedule.rrule:
         rule = _rule(schedule.rrule, dtstart)
         rule_times = iter(rule.xafter(start_local, inc=True)) if start_local > dtstart else iter(rule)
-    else:
+    else:  # a one-off: no search window needed
         rule_times = iter([dtstart] if dtstart >= start_local else [])
+        end_local = datetime.max
     pending_rdates = iter(rdates)
     next_r = next(pending_rdates, None)
     for t in rule_times:

@@ -4,6 +4,11 @@ The main thread owns the loop: every ``[daemon] poll`` it re-plans if the plan r
 the database changed (the CLI bumps it on every change), pings the systemd watchdog only while
 the scheduler's own heartbeat job keeps ticking, and handles SIGHUP (reload) and SIGTERM/SIGINT
 (finish in-flight deliveries, then exit 0).
+
+The watchdog proves real liveness: the heartbeat job must run in the scheduler's executor
+*and* write its row to the database. If the scheduler stalls, or the database stays locked
+(hold ``BEGIN EXCLUSIVE`` on it to see this), the ticks stop, the pings stop, and systemd
+restarts the service after ``WatchdogSec``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dateutil import rrule as du_rrule
 
 from daemon.errors import InputError
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|d|h|m|s)", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -58,16 +58,19 @@ _PARTS = {  # part-of-day words → (default hour, shift to afternoon?)
 
 
 def cn_number(text: str) -> int:
-    """``七`` → 7, ``十二`` → 12, ``二十五`` → 25, ``30`` → 30."""
-    if text.isdigit():
+    """``七`` → 7, ``十二`` → 12, ``二十五`` → 25, ``30`` → 30; ValueError otherwise."""
+    if text.isascii() and text.isdigit():
         return int(text)
-    if "十" in text:
-        tens, _, ones = text.partition("十")
-        return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
-    value = 0
-    for ch in text:
-        value = value * 10 + _CN_DIGITS[ch]
-    return value
+    try:
+        if "十" in text:
+            tens, _, ones = text.partition("十")
+            return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[ones] if ones else 0)
+        value = 0
+        for ch in text:
+            value = value * 10 + _CN_DIGITS[ch]
+        return value
+    except KeyError:
+        raise ValueError(f"not a number: {text!r}") from None
 
 
 _CN_RELATIVE = re.compile(
@@ -85,7 +88,14 @@ _CN_TIME = re.compile(
 
 
 def _parse_chinese(text: str, now: datetime) -> datetime | None:
-    """Parse a Chinese phrase relative to ``now`` (aware, in the user's zone)."""
+    """Parse a Chinese phrase relative to ``now`` (aware, in the user's zone), or None."""
+    try:
+        return _parse_chinese_parts(text, now)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _parse_chinese_parts(text: str, now: datetime) -> datetime | None:
     s = re.sub(r"\s+", "", text)
     m = _CN_RELATIVE.match(s)
     if m:
@@ -191,7 +201,10 @@ def _dateparser(text: str, local_now: datetime, zone: tzinfo) -> datetime | None
         "PREFER_DATES_FROM": "future",
         "RETURN_AS_TIMEZONE_AWARE": False,
     }
-    found = dateparser.parse(text, settings=settings)  # type: ignore[arg-type]
+    try:
+        found = dateparser.parse(text, settings=settings)  # type: ignore[arg-type]
+    except (ValueError, OverflowError, TypeError):
+        return None
     if found is None:
         return None
     return found.replace(tzinfo=zone)

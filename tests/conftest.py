@@ -1,0 +1,80 @@
+"""Shared fixtures: every test gets its own HOME, XDG dirs and database in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.app import App
+from daemon.clock import FixedClock
+from daemon.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Redirect HOME, XDG and the database into tmp_path; fix the zone to Asia/Shanghai."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("CHIME_TIMEZONE", "Asia/Shanghai")
+    for var in ("CHIME_DB", "CHIME_CONFIG", "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC",
+                "WATCHDOG_PID"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "chime.db"
+
+
+@pytest.fixture
+def settings(db_path: Path) -> Settings:
+    return load_settings(db=db_path)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[App]:
+    application = App(settings)
+    yield application
+    if "db" in application.__dict__:
+        application.db.close()
+
+
+@pytest.fixture
+def fixed_app(settings: Settings) -> Iterator[App]:
+    """An App whose clock stands at 2026-11-28 10:00 Asia/Shanghai (a Saturday)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    application = App(settings, FixedClock(datetime(2026, 11, 28, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))))
+    yield application
+    if "db" in application.__dict__:
+        application.db.close()
+
+
+def chime_cmd() -> list[str]:
+    """How to start the CLI in a subprocess (the venv's interpreter)."""
+    return [sys.executable, "-m", "daemon"]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# Property tests explore the same examples on every run: CI must never be flaky.
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, max_examples=200)
+hypothesis_settings.load_profile("ci")
