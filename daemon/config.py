@@ -13,6 +13,7 @@ Where things live (first match wins):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -36,10 +37,8 @@ else:  # pragma: no cover
 def system_timezone() -> str:
     """The machine's IANA zone name (``TZ``, ``/etc/timezone``, ``/etc/localtime``), else UTC."""
     candidates = [os.environ.get("TZ", "").lstrip(":")]
-    try:
+    with contextlib.suppress(OSError):
         candidates.append(Path("/etc/timezone").read_text().strip())
-    except OSError:
-        pass
     try:
         target = os.path.realpath("/etc/localtime")
         if "zoneinfo/" in target:

@@ -86,7 +86,7 @@ class Courier:
                  self.app.generator.name, (datetime.now(timezone.utc) - started).total_seconds())
         now = self.app.clock.now()
         with self.app.db.session() as s:
-            for (occ_id, request), draft in zip(todo, drafts):
+            for (occ_id, request), draft in zip(todo, drafts, strict=True):
                 assert draft is not None
                 s.execute(
                     update(Occurrence)
@@ -106,8 +106,12 @@ class Courier:
 
     # --- deliver --------------------------------------------------------------------------
 
-    def deliver(self, slot: Slot, *, resume: bool = False) -> str | None:
-        """Deliver one slot if nobody has; returns its final status, or None if not ours."""
+    def deliver(self, slot: Slot, *, resume: bool = False, late: bool = False) -> str | None:
+        """Deliver one slot if nobody has; returns its final status, or None if not ours.
+
+        ``late`` marks a delivery after downtime; otherwise it is late when it happens more
+        than ``[daemon] late_after`` after its time. ``resume`` continues a row that a crash
+        left in ``delivering``."""
         with self.app.db.session() as s:
             event = s.get(Event, slot.event_id)
             if event is None or event.paused:
@@ -128,8 +132,7 @@ class Courier:
                 occ = repo.get_occurrence(s, occ_id)
                 occ.message, occ.generator = message, draft.generator
                 occ.context = _context_record(context, draft)
-        now = self.app.clock.now()
-        late = now - slot.at > self.app.settings.daemon.late_after
+        late = late or self.app.clock.now() - slot.at > self.app.settings.daemon.late_after
         reminder = Reminder(occ_id, task, message, slot.at.astimezone(zone(tz)), late)
         for name in names:
             if name in results:  # sent before a crash: never twice
@@ -137,7 +140,7 @@ class Courier:
             results[name] = self._send(name, reminder)
             with self.app.db.session() as s:
                 repo.get_occurrence(s, occ_id).results = dict(results)
-        return self._finish(occ_id, slot, results)
+        return self._finish(occ_id, results, late)
 
     def _send(self, name: str, reminder: Reminder) -> dict[str, Any]:
         started = datetime.now(timezone.utc)
@@ -153,15 +156,13 @@ class Courier:
         result["at"] = started.isoformat()
         return result
 
-    def _finish(self, occ_id: int, slot: Slot, results: dict[str, Any]) -> str:
+    def _finish(self, occ_id: int, results: dict[str, Any], late: bool) -> str:
         now = self.app.clock.now()
         failures = [f"{n}: {r['error']}" for n, r in results.items() if not r["ok"]]
         if results and len(failures) == len(results):
             status = "failed"
-        elif now - slot.at > self.app.settings.daemon.late_after:
-            status = "late"
         else:
-            status = "delivered"
+            status = "late" if late else "delivered"
         with self.app.db.session() as s:
             occ = repo.get_occurrence(s, occ_id)
             occ.status, occ.delivered_at = status, now
@@ -207,7 +208,7 @@ class Courier:
                 continue
             slot = Slot(event_id, at, at)
             if now - at <= grace:
-                if self.deliver(slot, resume=resume):
+                if self.deliver(slot, resume=resume, late=True):
                     counts["late"] += 1
             elif self.mark_missed(slot):
                 counts["missed"] += 1
@@ -225,7 +226,8 @@ class Courier:
             occ = repo.ensure_occurrence(s, event, slot.at)
             if occ.status not in ("pending", "prepared", "delivering"):
                 return False
-            if occ.status == "delivering" and any(r.get("ok") for r in (occ.results or {}).values()):
+            reached = any(r.get("ok") for r in (occ.results or {}).values())
+            if occ.status == "delivering" and reached:
                 occ.status = "delivered"  # it did reach someone before the crash
             else:
                 occ.status = "missed"

@@ -58,7 +58,9 @@ def to_instant(local: datetime, tz: ZoneInfo) -> datetime:
     return instant
 
 
-def local_times(schedule: Schedule, start_local: datetime, end_local: datetime) -> Iterator[datetime]:
+def local_times(
+    schedule: Schedule, start_local: datetime, end_local: datetime
+) -> Iterator[datetime]:
     """Naive local times of ``schedule`` in [start_local, end_local], ascending, exdates removed."""
     dtstart = datetime.fromisoformat(schedule.dtstart)
     exdates = {datetime.fromisoformat(x) for x in schedule.exdates}
@@ -96,7 +98,9 @@ def occurrences(schedule: Schedule, start: datetime, end: datetime) -> list[date
     return sorted(set(found))
 
 
-def next_occurrence(schedule: Schedule, after: datetime, within: timedelta = timedelta(days=800)) -> datetime | None:
+def next_occurrence(
+    schedule: Schedule, after: datetime, within: timedelta = timedelta(days=800)
+) -> datetime | None:
     """The first instant strictly after ``after``; a recurrence is searched at most ``within``
     ahead (a rule that matches nothing must not search forever)."""
     tz = zone(schedule.tz)
@@ -109,7 +113,9 @@ def next_occurrence(schedule: Schedule, after: datetime, within: timedelta = tim
     return None
 
 
-def _iter_after(schedule: Schedule, start_local: datetime, end_local: datetime) -> Iterator[datetime]:
+def _iter_after(
+    schedule: Schedule, start_local: datetime, end_local: datetime
+) -> Iterator[datetime]:
     """Like local_times, but lazy for rules, so the first hit ends the search quickly."""
     dtstart = datetime.fromisoformat(schedule.dtstart)
     exdates = {datetime.fromisoformat(x) for x in schedule.exdates}
@@ -118,7 +124,8 @@ def _iter_after(schedule: Schedule, start_local: datetime, end_local: datetime) 
     rule_times: Iterator[datetime]
     if schedule.rrule:
         rule = _rule(schedule.rrule, dtstart)
-        rule_times = iter(rule.xafter(start_local, inc=True)) if start_local > dtstart else iter(rule)
+        late_start = start_local > dtstart
+        rule_times = iter(rule.xafter(start_local, inc=True)) if late_start else iter(rule)
     else:  # a one-off: no search window needed
         rule_times = iter([dtstart] if dtstart >= start_local else [])
         end_local = datetime.max

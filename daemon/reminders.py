@@ -36,7 +36,8 @@ def check_zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"unknown time zone {name!r} (use an IANA name like Asia/Shanghai)")
+        raise InputError(
+            f"unknown time zone {name!r} (use an IANA name like Asia/Shanghai)") from None
     return name
 
 
@@ -86,7 +87,8 @@ def edit(app: App, event_id: int, task: str | None = None, when: str | None = No
             outputs.check_names(output, InputError)
             changes["outputs"] = list(output) or None
         if not changes:
-            raise InputError("nothing to change (give --text, --at, --every, --lead, --tz or --output)")
+            raise InputError(
+                "nothing to change (give --text, --at, --every, --lead, --tz or --output)")
         return repo.update_event(s, event, **changes)
 
 
@@ -120,7 +122,8 @@ def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
             nexts.append(at.astimezone(zone(event.tz)).isoformat())
             after = at
         view["upcoming"] = nexts
-        view["history"] = [occurrence_view(o, event.tz) for o in repo.event_history(s, event.id, 10)]
+        history = repo.event_history(s, event.id, 10)
+        view["history"] = [occurrence_view(o, event.tz) for o in history]
         return view
 
 
@@ -206,7 +209,7 @@ def event_view(event: Event, now: datetime) -> dict[str, Any]:
         "timezone": event.tz,
         "rule": event.rrule,
         "exdates": event.exdates,
-        "lead": format_duration(timedelta(seconds=event.lead_s)) if event.lead_s is not None else None,
+        "lead": None if event.lead_s is None else format_duration(timedelta(seconds=event.lead_s)),
         "outputs": event.outputs,
         "paused": event.paused,
         "source": event.source,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +10,6 @@ import pytest
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.config import Settings, load_settings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -59,18 +55,6 @@ def fixed_app(settings: Settings) -> Iterator[App]:
     yield application
     if "db" in application.__dict__:
         application.db.close()
-
-
-def chime_cmd() -> list[str]:
-    """How to start the CLI in a subprocess (the venv's interpreter)."""
-    return [sys.executable, "-m", "daemon"]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 # Property tests explore the same examples on every run: CI must never be flaky.

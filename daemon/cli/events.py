@@ -30,7 +30,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.argument("text")
 @click.option("--at", "when", required=True,
               help="When: ISO 8601, 'tomorrow 8:00', 'in 10 minutes', '明天早上8点'…")
-@click.option("--every", help="Repeat: daily, weekdays, weekends, weekly, monthly, yearly or an RRULE.")
+@click.option("--every",
+              help="Repeat: daily, weekdays, weekends, weekly, monthly, yearly or an RRULE.")
 @click.option("--lead", help="Prepare the text this long before (90s, 10m, 1h30m).")
 @click.option("--tz", help="IANA time zone of the event (default: the configured one).")
 @click.option("--output", multiple=True, help="Deliver through this output (repeatable).")

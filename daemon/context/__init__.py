@@ -17,7 +17,8 @@ class Context:
     """Everything the reminder text depends on besides the task."""
 
     at: datetime  # the occurrence, aware, in the event's zone
-    weather: str  # one of the LoRA's weather words (晴天, 多云, 阴天, 雾, 霾, 小雨, 雨天, 大雨, 雷暴, 雪天)
+    # one of the LoRA's weather words: 晴天, 多云, 阴天, 雾, 霾, 小雨, 雨天, 大雨, 雷暴, 雪天
+    weather: str
     weather_source: str  # live | cache | unknown
     day: str  # the day word: a holiday's name, 调休, 双休日, 工作日, or a user period
     day_kind: str  # holiday | makeup | weekend | workday | festival | period | personal

@@ -71,7 +71,7 @@ class WithFallback:
             log.warning("%s failed, using %s text: %s", self.primary.name, self.fallback.name,
                         reason)
             drafts = [None] * len(requests)
-        missing = [r for r, d in zip(requests, drafts) if d is None or not d.text]
+        missing = [r for r, d in zip(requests, drafts, strict=True) if d is None or not d.text]
         backups = iter(self.fallback.generate(missing)) if missing else iter(())
         out: list[Draft] = []
         for draft in drafts:

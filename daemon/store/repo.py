@@ -145,7 +145,7 @@ def find_occurrences(
 
 
 def open_occurrences(s: Session, before: datetime) -> list[Occurrence]:
-    """Undelivered rows (pending, prepared, or interrupted while delivering) due before ``before``."""
+    """Undelivered rows (pending, prepared, interrupted mid-delivery) due before ``before``."""
     return list(s.scalars(
         select(Occurrence)
         .where(Occurrence.status.in_((*OPEN_STATUSES, "delivering")),
