@@ -144,10 +144,14 @@ class GuardSettings:
     sysfs_root: str = "/sys"
     start_temp: float | None = None
     abort_temp: float | None = None
+    start_margin: float = 20.0  # start limit = passive trip point - this, when start_temp unset
+    abort_margin: float = 5.0  # abort limit = passive trip point - this, when abort_temp unset
     ram_margin_mb: int = 300
     ram_floor_mb: int = 200
     check_every: timedelta = timedelta(seconds=1)
     wait_step: timedelta = timedelta(seconds=10)
+    ignore_zones: list[str] = field(default_factory=lambda: ["PMIC*"])
+    keep_decisions: int = 20
 
 
 @dataclass
@@ -361,4 +365,32 @@ def _check(s: Settings) -> list[str]:
         problems.append("[desktop] urgency: must be low, normal or critical")
     if not 0 <= s.speaker.volume <= 200:
         problems.append("[speaker] volume: must be between 0 and 200")
+    problems += _check_guards(s.guards)
+    return problems
+
+
+def _check_guards(g: GuardSettings) -> list[str]:
+    problems: list[str] = []
+    for key in ("start_temp", "abort_temp"):
+        value = getattr(g, key)
+        if value is not None and not 20 <= value <= 150:
+            problems.append(f"[guards] {key}: must be between 20 and 150 (°C)")
+    if g.start_temp is not None and g.abort_temp is not None and g.start_temp >= g.abort_temp:
+        problems.append("[guards] start_temp: must be below abort_temp")
+    for key in ("start_margin", "abort_margin"):
+        if not 0 <= getattr(g, key) <= 60:
+            problems.append(f"[guards] {key}: must be between 0 and 60 (°C)")
+    if g.abort_margin > g.start_margin:
+        problems.append("[guards] abort_margin: must not exceed start_margin")
+    for key in ("ram_margin_mb", "ram_floor_mb"):
+        if getattr(g, key) < 0:
+            problems.append(f"[guards] {key}: must not be negative")
+    if not timedelta(0) < g.check_every <= timedelta(minutes=1):
+        problems.append("[guards] check_every: must be between 0 and 1m")
+    if g.wait_step <= timedelta(0):
+        problems.append("[guards] wait_step: must be positive")
+    if not 1 <= g.keep_decisions <= 1000:
+        problems.append("[guards] keep_decisions: must be between 1 and 1000")
+    if not g.sysfs_root:
+        problems.append("[guards] sysfs_root: must not be empty")
     return problems
