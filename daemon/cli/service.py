@@ -1,0 +1,281 @@
+"""``chime service install`` (systemd units for this install) and ``chime doctor``.
+
+The unit texts live here, so that an installed (non-editable) chime can write them; the copies
+in ``systemd/`` are these templates rendered for ``/opt/chime/venv`` and ``~/.local/bin``, and
+a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from daemon.cli import main
+from daemon.errors import ChimeError, InputError
+
+SYSTEM_UNIT = """\
+# chime: the reminder daemon as a system service (headless boards: Jetson Nano, Orin, servers).
+# Written by `chime service install`; the database lives in /var/lib/chime (StateDirectory),
+# the optional config in /etc/chime/config.toml.
+#
+# The `chime` user needs these groups (set at useradd, applied by systemd):
+#   jtop  - read temperatures and RAM from the jtop service through /run/jtop.sock
+#   audio - speak reminders through ALSA (/dev/snd)
+#   video - the Jetson GPU (/dev/nvhost-*, /dev/nvmap, /dev/nvgpu/*) for the bnb-int8 backend
+# To run `chime add` against this database: add yourself to the `chime` group and use
+# CHIME_DB=/var/lib/chime/chime.db (the service writes it group-writable, UMask=0007).
+
+[Unit]
+Description=chime reminder daemon
+After=network-online.target time-sync.target jtop.service sound.target
+Wants=network-online.target jtop.service
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={exec_start}
+ExecReload=/bin/kill -HUP $MAINPID
+# The main loop pings only while the scheduler's heartbeat job keeps running.
+WatchdogSec=60s
+TimeoutStartSec=90s
+# Stopping finishes an in-flight delivery (speech can take up to [speaker] timeout).
+TimeoutStopSec=90s
+Restart=on-failure
+RestartSec=10s
+# A worker killed for memory must not take the daemon down with it.
+OOMPolicy=continue
+MemoryHigh=3584M
+MemoryMax=4G
+
+User=chime
+Group=chime
+StateDirectory=chime
+StateDirectoryMode=0770
+ConfigurationDirectory=chime
+Environment=XDG_CONFIG_HOME=/etc
+UMask=0007
+
+# Hardening: `systemd-analyze security chime.service` rates this unit 1.4 (OK, systemd 252).
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateMounts=yes
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RemoveIPC=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+# Not set, on purpose:
+#   PrivateDevices=yes        would hide /dev/snd and the Jetson GPU nodes
+#   MemoryDenyWriteExecute=   torch's int8 kernels (fbgemm, oneDNN) generate code at run time
+#   ProcSubset=pid            the RAM guard reads /proc/meminfo
+{devices}
+[Install]
+WantedBy=multi-user.target
+"""
+
+CPU_DEVICES = """\
+# Devices: sound only. On a Jetson running the GPU backend, install with --gpu (it drops
+# these two lines so that /dev/nvhost-*, /dev/nvmap and /dev/nvgpu/* are reachable).
+DevicePolicy=closed
+DeviceAllow=char-alsa rw
+"""
+
+GPU_DEVICES = """\
+# Devices: the Jetson GPU backend needs /dev/nvhost-*, /dev/nvmap (and /dev/nvgpu/* on
+# JetPack 6); they are reachable through the `video` group, so no device policy is set.
+"""
+
+USER_UNIT = """\
+# chime: the reminder daemon in your desktop session (notifications on the session bus, speech
+# through your PipeWire/PulseAudio). Written by `chime service install --user`.
+# To run it without a login too: loginctl enable-linger $USER
+
+[Unit]
+Description=chime reminder daemon (desktop session)
+After=graphical-session.target pipewire-pulse.socket pulseaudio.socket
+
+[Service]
+Type=notify
+ExecStart={exec_start}
+ExecReload=/bin/kill -HUP $MAINPID
+WatchdogSec=60s
+TimeoutStartSec=90s
+TimeoutStopSec=90s
+Restart=on-failure
+RestartSec=10s
+OOMPolicy=continue
+MemoryHigh=3584M
+MemoryMax=4G
+NoNewPrivileges=yes
+LockPersonality=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=default.target
+"""
+
+# Where the copies in systemd/ point: the documented install locations.
+DEFAULT_SYSTEM_EXEC = "/opt/chime/venv/bin/chime run"
+DEFAULT_USER_EXEC = "%h/.local/bin/chime run"
+SERVICE_GROUPS = ("audio", "jtop", "video")
+HIDDEN_BY_PROTECT_HOME = ("/home/", "/root/", "/run/user/")
+
+
+def render_unit(exec_start: str, *, user: bool = False, gpu: bool = False) -> str:
+    """The unit text with this ExecStart (already in systemd syntax)."""
+    if user:
+        return USER_UNIT.format(exec_start=exec_start)
+    devices = GPU_DEVICES if gpu else CPU_DEVICES
+    return SYSTEM_UNIT.format(exec_start=exec_start, devices=devices)
+
+
+def exec_start(python: str | None = None) -> str:
+    """ExecStart for this install: the venv's ``chime`` script, else ``python -m daemon``."""
+    py = Path(os.path.abspath(python or sys.executable))
+    script = py.parent / "chime"
+    if script.is_file() and os.access(script, os.X_OK):
+        return f"{systemd_word(str(script))} run"
+    return f"{systemd_word(str(py))} -m daemon run"
+
+
+def systemd_word(word: str) -> str:
+    """Quote one argument for ExecStart: escape specifiers and variables, quote whitespace."""
+    word = word.replace("%", "%%").replace("$", "$$")
+    if re.search(r"[\s\"'\\;]", word):
+        return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return word
+
+
+def has_jetson_gpu(dev: Path = Path("/dev")) -> bool:
+    """True on a Jetson whose GPU nodes are present (L4T r32 and r36 names)."""
+    return (dev / "nvmap").exists() or (dev / "nvhost-ctrl-gpu").exists()
+
+
+def unit_path(user: bool) -> Path:
+    if user:
+        base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(base) / "systemd" / "user" / "chime.service"
+    return Path("/etc/systemd/system/chime.service")
+
+
+def next_steps(user: bool, path: Path) -> list[str]:
+    """The shell lines that create the user (system unit) and enable the service."""
+    if user:
+        return [
+            "systemctl --user daemon-reload",
+            "systemctl --user enable --now chime.service",
+            "systemctl --user status chime.service    # journalctl --user -u chime -f",
+            "loginctl enable-linger $USER              # optional: run without a login",
+        ]
+    groups = [g for g in SERVICE_GROUPS if _group_exists(g)]
+    add = "--groups " + ",".join(groups) + " " if groups else ""
+    lines = [
+        f"getent passwd chime >/dev/null || sudo useradd --system --user-group {add}"
+        "--home-dir /var/lib/chime --shell /usr/sbin/nologin chime",
+    ]
+    if groups:
+        lines.append(f"sudo usermod -aG {','.join(groups)} chime")
+    if path != unit_path(False):
+        lines.append(f"sudo install -m 0644 {path} /etc/systemd/system/chime.service")
+    lines += [
+        "sudo systemctl daemon-reload",
+        "sudo systemctl enable --now chime.service",
+        "systemctl status chime.service            # journalctl -u chime -f",
+        "sudo usermod -aG chime $USER              # optional: chime add with "
+        "CHIME_DB=/var/lib/chime/chime.db",
+    ]
+    return lines
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@main.group()
+def service() -> None:
+    """Run chime as a systemd service."""
+
+
+@service.command()
+@click.option("--user", "user", is_flag=True,
+              help="A user unit for a desktop session (default: a system unit).")
+@click.option("--print", "to_stdout", is_flag=True,
+              help="Print the unit on stdout instead of writing it (the steps go to stderr).")
+@click.option("--gpu/--no-gpu", default=None,
+              help="Let the system unit reach the Jetson GPU (default: when /dev/nvmap exists).")
+@click.option("--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the unit to this file instead of the systemd directory.")
+def install(user: bool, to_stdout: bool, gpu: bool | None, output: Path | None) -> None:
+    """Write chime.service for this install and print the systemctl lines to enable it."""
+    command = exec_start()
+    program = Path(sys.executable).parent
+    if not user and str(program).startswith(HIDDEN_BY_PROTECT_HOME):
+        raise InputError(
+            f"{program} is under a home directory, which the system unit hides "
+            "(ProtectHome=yes): install chime into /opt/chime/venv, or use --user")
+    text = render_unit(command, user=user, gpu=has_jetson_gpu() if gpu is None else gpu)
+    path = output or unit_path(user)
+    if to_stdout:
+        click.echo(text, nl=False)
+        click.echo("\n".join(["# then:", *next_steps(user, path)]), err=True)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        hint = "" if user else " (run it with sudo, or use --print > chime.service)"
+        raise ChimeError(f"cannot write {path}: {exc.strerror or exc}{hint}") from exc
+    click.echo(f"wrote {path}")
+    click.echo("next:")
+    for line in next_steps(user, path):
+        click.echo(f"  {line}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--hashes", is_flag=True,
+              help="Also compute the SHA-256 of large model files (slow on a board).")
+def doctor(as_json: bool, hashes: bool) -> None:
+    """Check what works on this machine, each problem with a one-line fix."""
+    from daemon import doctor as checks
+
+    lazy = click.get_current_context().find_root().obj
+    report = checks.run(config=lazy.config, db=lazy.db, hashes=hashes)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(report.as_text())
+    if not report.ok:
+        sys.exit(1)
