@@ -1,0 +1,262 @@
+"""daemon/http.py against a real loopback HTTP server: errors, retries, conditional GET."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from daemon import __version__
+from daemon.errors import (
+    FetchConnectionError,
+    FetchHTTPError,
+    FetchPayloadError,
+    FetchRateLimited,
+    FetchTimeout,
+)
+from daemon.http import (
+    USER_AGENT,
+    cached_document,
+    describe_url,
+    fetch_cached,
+    is_due,
+    parse_retry_after,
+    request,
+)
+from daemon.store.db import Database
+from tests.context_fixtures import Sleeps, fast_policy, hits, refused_url
+
+NOW = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-CALNAME:节假日\r\nEND:VCALENDAR\r\n"
+
+
+@pytest.fixture
+def session() -> requests.Session:
+    with requests.Session() as s:
+        yield s
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(tmp_path / "chime.db")
+    yield database
+    database.close()
+
+
+# --- request --------------------------------------------------------------------------------
+
+
+def test_user_agent_names_the_project(httpserver: HTTPServer, session: requests.Session) -> None:
+    httpserver.expect_request("/ok").respond_with_json({"a": 1})
+    reply = request(session, httpserver.url_for("/ok"), policy=fast_policy())
+    assert reply.json() == {"a": 1}
+    sent = httpserver.log[0][0].headers["User-Agent"]
+    assert sent == USER_AGENT == f"chime/{__version__} (+https://github.com/chime-reminder)"
+
+
+def test_text_defaults_to_utf8_not_latin1(httpserver: HTTPServer, session: requests.Session) -> None:
+    httpserver.expect_request("/cal").respond_with_data(ICS.encode(), content_type="text/calendar")
+    reply = request(session, httpserver.url_for("/cal"), policy=fast_policy())
+    assert "节假日" in reply.text()
+
+
+def test_read_timeout_is_retried_then_raised(httpserver: HTTPServer, session: requests.Session) -> None:
+    release = threading.Event()
+
+    def slow(_req: Request) -> Response:
+        release.wait(5)  # answers only after the client gave up
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request("/slow").respond_with_handler(slow)
+    sleeps = Sleeps()
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchTimeout, match="no answer in time"):
+            request(session, httpserver.url_for("/slow"),
+                    policy=fast_policy(sleeps, read_timeout=0.1, retries=1))
+    finally:
+        release.set()
+    assert sleeps.waits == [0.25]
+    assert time.monotonic() - started < 4  # two short timeouts, no real backoff
+
+
+def test_connection_refused(session: requests.Session) -> None:
+    sleeps = Sleeps()
+    with pytest.raises(FetchConnectionError, match="cannot connect"):
+        request(session, refused_url(), policy=fast_policy(sleeps))
+    assert sleeps.waits == [0.25, 0.5]  # bounded: retries=2, backoff doubles
+
+
+def test_dns_failure_is_a_connection_error(session: requests.Session) -> None:
+    with pytest.raises(FetchConnectionError):
+        request(session, "http://chime-test.invalid/x", policy=fast_policy(retries=0))
+
+
+def test_http_500_is_retried_and_keeps_its_status(
+    httpserver: HTTPServer, session: requests.Session
+) -> None:
+    httpserver.expect_request("/boom").respond_with_data("Internal Server Error", status=500)
+    sleeps = Sleeps()
+    with pytest.raises(FetchHTTPError) as info:
+        request(session, httpserver.url_for("/boom"), policy=fast_policy(sleeps))
+    assert info.value.status == 500
+    assert hits(httpserver, "/boom") == 3 and len(sleeps.waits) == 2
+
+
+def test_503_then_success(httpserver: HTTPServer, session: requests.Session) -> None:
+    httpserver.expect_ordered_request("/flaky").respond_with_data("busy", status=503,
+                                                                  headers={"Retry-After": "2"})
+    httpserver.expect_ordered_request("/flaky").respond_with_json({"ok": True})
+    sleeps = Sleeps()
+    reply = request(session, httpserver.url_for("/flaky"), policy=fast_policy(sleeps))
+    assert reply.json() == {"ok": True}
+    assert sleeps.waits == [2.0]  # Retry-After is longer than the backoff: honoured
+
+
+def test_400_is_not_retried_and_shows_the_reason(
+    httpserver: HTTPServer, session: requests.Session
+) -> None:
+    httpserver.expect_request("/v1/forecast").respond_with_json(
+        {"error": True, "reason": "Latitude must be in range of -90 to 90°."}, status=400)
+    with pytest.raises(FetchHTTPError, match="HTTP 400: Latitude must be") as info:
+        request(session, httpserver.url_for("/v1/forecast"), policy=fast_policy())
+    assert info.value.status == 400 and hits(httpserver, "/v1/forecast") == 1
+
+
+def test_429_carries_retry_after_and_is_not_retried(
+    httpserver: HTTPServer, session: requests.Session
+) -> None:
+    httpserver.expect_request("/v1/forecast").respond_with_json(
+        {"error": True, "reason": "Too many requests"}, status=429, headers={"Retry-After": "120"})
+    sleeps = Sleeps()
+    with pytest.raises(FetchRateLimited) as info:
+        request(session, httpserver.url_for("/v1/forecast"), policy=fast_policy(sleeps))
+    assert info.value.status == 429 and info.value.retry_after == 120.0
+    assert sleeps.waits == [] and hits(httpserver, "/v1/forecast") == 1
+
+
+def test_invalid_json(httpserver: HTTPServer, session: requests.Session) -> None:
+    httpserver.expect_request("/bad").respond_with_data('{"hourly": [1, 2', content_type="application/json")
+    reply = request(session, httpserver.url_for("/bad"), policy=fast_policy())
+    with pytest.raises(FetchPayloadError, match="not valid JSON"):
+        reply.json()
+
+
+def test_oversized_body_is_refused(httpserver: HTTPServer, session: requests.Session) -> None:
+    httpserver.expect_request("/big").respond_with_data(b"x" * 5000)
+    with pytest.raises(FetchPayloadError, match="larger than 1000 bytes"):
+        request(session, httpserver.url_for("/big"), policy=fast_policy(max_bytes=1000))
+
+
+def test_messages_hide_query_and_secret_paths() -> None:
+    url = "https://calendar.example.com/ical/me/private-s3cr3t/basic.ics?lat=31.2&lon=121.5"
+    assert describe_url(url) == "calendar.example.com/…/basic.ics"
+    assert describe_url("http://127.0.0.1:8080/v1?latitude=1") == "127.0.0.1:8080/v1"
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("30") == 30.0
+    assert parse_retry_after("Sun, 01 Mar 2026 08:02:00 GMT", now=NOW) == 120.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_is_due_respects_interval_retry_after_and_a_clock_gone_back() -> None:
+    hour = timedelta(hours=1)
+    assert is_due(NOW, None, None, hour)
+    assert not is_due(NOW, NOW - timedelta(minutes=59), None, hour)
+    assert is_due(NOW, NOW - hour, None, hour)
+    assert not is_due(NOW, NOW - hour, 7200.0, hour)
+    assert is_due(NOW, NOW + timedelta(days=400), None, hour)  # RTC was wrong at the last boot
+
+
+# --- fetch_cached ---------------------------------------------------------------------------
+
+
+def test_conditional_get_caches_revalidates_and_serves_offline(
+    httpserver: HTTPServer, session: requests.Session, db: Database, tmp_path: Path
+) -> None:
+    url = httpserver.url_for("/holidays.ics")
+    policy = fast_policy()
+    httpserver.expect_oneshot_request("/holidays.ics").respond_with_data(
+        ICS, content_type="text/calendar; charset=utf-8",
+        headers={"ETag": '"v1"', "Last-Modified": "Sat, 28 Feb 2026 10:00:00 GMT"})
+    first = fetch_cached(db, session, url, now=NOW, policy=policy, min_interval=timedelta(hours=6))
+    assert (first.source, first.body, first.changed, first.error) == ("live", ICS, True, None)
+
+    # Not due: no request at all, the cache answers (also from a fresh process: new Database).
+    again = Database(tmp_path / "chime.db")
+    second = fetch_cached(again, session, url, now=NOW + timedelta(hours=1), policy=policy,
+                          min_interval=timedelta(hours=6))
+    again.close()
+    assert (second.source, second.body) == ("cache", ICS) and hits(httpserver, "/holidays.ics") == 1
+
+    # Due: the request carries the validators; 304 keeps the body.
+    httpserver.expect_oneshot_request(
+        "/holidays.ics", headers={"If-None-Match": '"v1"',
+                                  "If-Modified-Since": "Sat, 28 Feb 2026 10:00:00 GMT"},
+    ).respond_with_data("", status=304)
+    later = NOW + timedelta(hours=7)
+    third = fetch_cached(db, session, url, now=later, policy=policy, min_interval=timedelta(hours=6))
+    assert (third.source, third.body, third.changed, third.fetched_at) == ("live", ICS, False, later)
+    httpserver.check_assertions()
+
+    # Offline: the cached body serves, the error says why.
+    httpserver.clear()
+    httpserver.expect_request("/holidays.ics").respond_with_data("down", status=502)
+    offline = fetch_cached(db, session, url, now=later + timedelta(hours=7), policy=policy,
+                           min_interval=timedelta(hours=6))
+    assert offline.source == "cache" and offline.body == ICS
+    assert isinstance(offline.error, FetchHTTPError) and offline.fetched_at == later
+    cached = cached_document(db, url)
+    assert cached is not None and cached.body == ICS and cached.attempted_at == later + timedelta(hours=7)
+
+
+def test_cold_cache_offline_returns_no_body_and_the_error(
+    session: requests.Session, db: Database
+) -> None:
+    url = refused_url("/feed.ics")
+    doc = fetch_cached(db, session, url, now=NOW, policy=fast_policy(retries=0))
+    assert doc.body is None and isinstance(doc.error, FetchConnectionError)
+    # The attempt is recorded: the next one waits for the interval even after a restart.
+    cached = cached_document(db, url)
+    assert cached is not None and cached.attempted_at == NOW
+
+
+def test_429_blocks_even_forced_requests_until_retry_after(
+    httpserver: HTTPServer, session: requests.Session, db: Database
+) -> None:
+    url = httpserver.url_for("/feed.ics")
+    httpserver.expect_request("/feed.ics").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "3600"})
+    doc = fetch_cached(db, session, url, now=NOW, policy=fast_policy(), min_interval=timedelta(0))
+    assert isinstance(doc.error, FetchRateLimited)
+    blocked = fetch_cached(db, session, url, now=NOW + timedelta(minutes=30), policy=fast_policy(),
+                           force=True)
+    assert blocked.error is None and hits(httpserver, "/feed.ics") == 1
+    fetch_cached(db, session, url, now=NOW + timedelta(minutes=61), policy=fast_policy(), force=True)
+    assert hits(httpserver, "/feed.ics") == 2
+
+
+def test_validate_refuses_a_bad_body_and_keeps_the_good_one(
+    httpserver: HTTPServer, session: requests.Session, db: Database
+) -> None:
+    url = httpserver.url_for("/feed.ics")
+
+    def must_be_calendar(body: str) -> None:
+        if not body.startswith("BEGIN:VCALENDAR"):
+            raise ValueError("not an iCalendar document")
+
+    httpserver.expect_oneshot_request("/feed.ics").respond_with_data(ICS)
+    fetch_cached(db, session, url, now=NOW, policy=fast_policy(), validate=must_be_calendar)
+    httpserver.expect_oneshot_request("/feed.ics").respond_with_data("<html>login</html>")
+    doc = fetch_cached(db, session, url, now=NOW + timedelta(days=1), policy=fast_policy(),
+                       validate=must_be_calendar)
+    assert isinstance(doc.error, FetchPayloadError) and "not an iCalendar" in str(doc.error)
+    assert doc.body == ICS and cached_document(db, url).body == ICS  # type: ignore[union-attr]
