@@ -12,7 +12,7 @@ from functools import cached_property
 from daemon.clock import Clock, SystemClock
 from daemon.config import Settings
 from daemon.context import ContextSource
-from daemon.context.source import LocalContext
+from daemon.context.source import ContextProvider
 from daemon.generation.base import Generator, WithFallback
 from daemon.generation.template import TemplateGenerator
 from daemon.outputs import base as outputs
@@ -35,7 +35,8 @@ class App:
 
     @cached_property
     def context_source(self) -> ContextSource:
-        return LocalContext(self.settings)
+        """Weather from the forecast cache, the day calendar, part of day (no network)."""
+        return ContextProvider(self.settings, self.db, self.clock)
 
     @cached_property
     def generator(self) -> Generator:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from daemon.context.periods import check_context_settings
 from daemon.errors import ConfigError, InputError
 from daemon.timeparse import parse_duration
 
@@ -102,6 +103,7 @@ class DaysSettings:
     periods: list[str] = field(default_factory=list)
     personal: list[str] = field(default_factory=list)
     holiday_feed: str = ""
+    feed_refresh: timedelta = timedelta(hours=24)
     parts_of_day: list[str] = field(
         default_factory=lambda: [
             "00:00 凌晨",
@@ -366,6 +368,7 @@ def _check(s: Settings) -> list[str]:
     if not 0 <= s.speaker.volume <= 200:
         problems.append("[speaker] volume: must be between 0 and 200")
     problems += _check_guards(s.guards)
+    problems += check_context_settings(s)
     return problems
 
 

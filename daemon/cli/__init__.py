@@ -71,3 +71,4 @@ pass_app = click.make_pass_decorator(_LazyApp)
 # Command modules register themselves on ``main`` when imported.
 from daemon.cli import events  # noqa: E402,F401
 from daemon.cli import service  # noqa: E402,F401
+from daemon.cli import context  # noqa: E402,F401

@@ -27,6 +27,7 @@ class Context:
     precipitation_probability: float | None = None
     weather_code: int | None = None
     notes: tuple[str, ...] = ()  # why a fact is degraded (offline, data missing…)
+    weather_fetched_at: str | None = None  # ISO instant the forecast used was fetched
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
