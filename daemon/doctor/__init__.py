@@ -1,0 +1,144 @@
+"""``chime doctor``: what works on this machine, and a one-line fix for what does not.
+
+Every check returns ok / warning / error; an error means chime cannot do its job (bad config,
+unwritable database, an output you enabled that cannot work), a warning that it degrades
+(template text instead of the model, no weather word, no temperature guard). A check that
+crashes is reported as a warning, never as a traceback. The location is redacted.
+
+The checks live in ``model.py`` (torch, GPU, int8, model files, memory) and ``system.py``
+(Python, sensors, outputs, database, daemon, weather, clock).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from daemon.config import Settings, load_settings
+from daemon.errors import ChimeError
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+REDACTED = "**REDACTED**"
+MARKS = {OK: "✓", WARNING: "!", ERROR: "✗"}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+    config: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != ERROR for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "config": self.config, "checks": [asdict(c) for c in self.checks]}
+
+    def as_text(self) -> str:
+        lines = []
+        for c in self.checks:
+            lines.append(f"{MARKS[c.status]} {c.name}: {c.detail}")
+            if c.fix and c.status != OK:
+                lines.append(f"    fix: {c.fix}")
+        errors = sum(c.status == ERROR for c in self.checks)
+        warnings = sum(c.status == WARNING for c in self.checks)
+        lines.append(f"{errors} error(s), {warnings} warning(s)")
+        return "\n".join(lines)
+
+
+@dataclass
+class Doctor:
+    settings: Settings | None
+    hashes: bool = False
+    torch_info: dict[str, Any] | None = None  # the probe's answer, once asked
+
+    def probe(self) -> dict[str, Any]:
+        """What a fresh interpreter finds of torch, CUDA and the int8 backends (cached)."""
+        if self.torch_info is None:
+            from daemon.doctor.model import probe_torch
+
+            self.torch_info = probe_torch()
+        return self.torch_info
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.settings.daemon.outputs if self.settings else []
+
+    def needed(self, output: str) -> str:
+        """ERROR for an output the config enables, WARNING otherwise."""
+        return ERROR if output in self.outputs else WARNING
+
+
+def run(config: str | None = None, db: str | None = None, hashes: bool = False) -> Report:
+    """Run every check; never raises for what it finds."""
+    checks: list[Check] = []
+    try:
+        settings: Settings | None = load_settings(config, db)
+        where = str(settings.config_path) if settings.config_path else "defaults (no config file)"
+        checks.append(Check("config", OK, where))
+    except ChimeError as exc:
+        checks.append(Check("config", ERROR, str(exc), "correct the named keys and run again"))
+        settings = None
+    doc = Doctor(settings, hashes)
+    quiet = logging.getLogger("daemon")  # the checks report what the modules would log
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        checks += _checks(doc)
+    finally:
+        quiet.setLevel(level)
+    return Report(checks, redacted_config(settings))
+
+
+def _checks(doc: Doctor) -> list[Check]:
+    from daemon.doctor import model, system
+
+    every: list[tuple[Callable[[Doctor], Check], bool]] = [  # (check, needs the settings)
+        (system.check_python, False), (model.check_torch, False), (model.check_gpu, False),
+        (model.check_int8, False), (model.check_model_files, True), (model.check_memory, True),
+        (system.check_sensors, True), (system.check_desktop, False),
+        (system.check_speaker, True), (system.check_database, True),
+        (system.check_daemon, True), (system.check_weather, True), (system.check_clock, False),
+    ]
+    checks = []
+    for func, needs_settings in every:
+        if doc.settings is None and needs_settings:
+            continue
+        try:
+            checks.append(func(doc))
+        except Exception as exc:  # a check must not crash the doctor
+            name = func.__name__.removeprefix("check_").replace("_", " ")
+            checks.append(Check(name, WARNING, f"could not check: {type(exc).__name__}: {exc}"))
+    return checks
+
+
+def redacted_config(s: Settings | None) -> dict[str, Any]:
+    if s is None:
+        return {}
+    located = s.location.latitude is not None
+    webhook = s.webhook.url.split("//", 1)[-1].split("/", 1)[0] if s.webhook.url else ""
+    return {
+        "database": str(s.db_path),
+        "timezone": s.daemon.timezone,
+        "outputs": s.daemon.outputs,
+        "location": {"latitude": REDACTED if located else None,
+                     "longitude": REDACTED if located else None,
+                     "name": REDACTED if s.location.name else ""},
+        "model": {"enabled": s.model.enabled, "base": s.model.base, "adapter": s.model.adapter,
+                  "backend": s.model.backend, "device": s.model.device,
+                  "models_dir": str(s.models_dir)},
+        "webhook": webhook,
+    }
+
+
