@@ -105,9 +105,9 @@ def lunar_festival(day: date) -> str | None:
         tomorrow = LunarDate.from_solar_date(*(day + timedelta(days=1)).timetuple()[:3])
     except ValueError:
         return None
-    if (tomorrow.month, tomorrow.day) == (1, 1) and not tomorrow.isLeapMonth:
+    if (tomorrow.month, tomorrow.day) == (1, 1) and not tomorrow.is_leap_month:
         return EVE_WORD
-    if lunar.isLeapMonth:
+    if lunar.is_leap_month:
         return None
     return LUNAR_FESTIVALS.get((lunar.month, lunar.day))
 

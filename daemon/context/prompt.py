@@ -16,11 +16,17 @@ MAX_TASK_CHARS = 60
 
 _MARKERS = re.compile(r"human\s*[:：]|assistant\s*[:：]|提示我去做\s*[:：]", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[,:，：\r\n\t\x00-\x1f\x7f]+")
+_CLOCK = re.compile(r"(?<!\d)(\d{1,2})\s*[:：]\s*(\d{2})(?!\d)")
 
 
 def sanitize_task(task: str) -> str:
-    """Strip what could break the format: role markers, separators, control characters."""
+    """Strip what could break the format: role markers, separators, control characters.
+
+    A clock time keeps its meaning (``15:30`` → ``15点30``); the result is at most
+    ``MAX_TASK_CHARS`` characters.
+    """
     cleaned = _MARKERS.sub(" ", task)
+    cleaned = _CLOCK.sub(r"\1点\2", cleaned)
     cleaned = _SEPARATORS.sub(" ", cleaned)
     cleaned = re.sub(r"\s+", " ", cleaned).strip()
     return cleaned[:MAX_TASK_CHARS].strip()

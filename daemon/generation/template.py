@@ -38,19 +38,25 @@ WEATHER_TIPS = {
 }
 
 DAY_TIPS = {
-    "weekend": ["周末愉快，", "难得的周末，", "双休日也不忘正事，"],
-    "workday": ["", "工作日加油，", ""],
-    "makeup": ["今天调休要上班，", "调休上班日，", ""],
-    "holiday": ["{day}快乐！", "{day}快乐，", "祝你{day}快乐！"],
-    "festival": ["{day}快乐！", "今天是{day}，", ""],
-    "period": ["{day}期间，", "", ""],
-    "personal": ["今天是{day}，", "{day}快乐！", ""],
+    "weekend": ["周末愉快，", "难得的周末，", "双休日也别忘了，"],
+    "workday": ["", "工作日加油，", "忙碌的工作日里，"],
+    "makeup": ["今天调休要上班，", "调休上班日辛苦啦，", "虽是周末但要调休上班，"],
+    "holiday": ["{day}快乐！", "{day}假期里，", "祝你{day}快乐！"],
+    "festival": ["{day}快乐！", "今天是{day}，", "{day}到啦，"],
+    "period": ["{day}期间，", "{day}里也别忘了，", "{day}中，"],
+    "personal": ["今天是你的{day}，", "{day}快乐！", "特别的{day}里，"],
+}
+
+# Days whose own words differ from the kind's: 清明 is for remembrance, not "快乐".
+NAMED_DAY_TIPS = {
+    "清明节": ["清明时节，", "清明假期里，"],
+    "除夕": ["今天除夕，", "除夕团圆夜，", "除夕快乐！"],
 }
 
 SENTENCES = [
     "{greeting}！{day_tip}该{task}啦。{weather_tip}。",
     "{greeting}，{day_tip}别忘了{task}哦～{weather_tip}。",
-    "{greeting}！提醒你：{task}。{weather_tip}。",
+    "{greeting}！{day_tip}提醒你：{task}。{weather_tip}。",
     "{greeting}～{day_tip}现在是{task}的时间啦。{weather_tip}。",
 ]
 
@@ -60,7 +66,8 @@ def template_text(task: str, context: Context, seed: int) -> str:
     rng = random.Random(seed)
     weather_known = context.weather_source != "unknown"
     tips = WEATHER_TIPS.get(context.weather, [""]) if weather_known else [""]
-    day_tip = rng.choice(DAY_TIPS.get(context.day_kind, [""])).format(day=context.day)
+    day_tips = NAMED_DAY_TIPS.get(context.day) or DAY_TIPS.get(context.day_kind, [""])
+    day_tip = rng.choice(day_tips).format(day=context.day)
     text = rng.choice(SENTENCES).format(
         greeting=rng.choice(GREETINGS.get(context.part_of_day, ["你好"])),
         day_tip=day_tip,
