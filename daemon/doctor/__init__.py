@@ -83,13 +83,14 @@ class Doctor:
 def run(config: str | None = None, db: str | None = None, hashes: bool = False) -> Report:
     """Run every check; never raises for what it finds."""
     checks: list[Check] = []
+    settings: Settings | None = None
     try:
-        settings: Settings | None = load_settings(config, db)
-        where = str(settings.config_path) if settings.config_path else "defaults (no config file)"
-        checks.append(Check("config", OK, where))
+        settings = load_settings(config, db)
     except ChimeError as exc:
         checks.append(Check("config", ERROR, str(exc), "correct the named keys and run again"))
-        settings = None
+    else:
+        where = str(settings.config_path) if settings.config_path else "defaults (no config file)"
+        checks.append(Check("config", OK, where))
     doc = Doctor(settings, hashes)
     quiet = logging.getLogger("daemon")  # the checks report what the modules would log
     level = quiet.level
