@@ -120,7 +120,8 @@ class ContextProvider:
             precipitation_probability=reading.precipitation_probability,
             weather_code=reading.weather_code,
             notes=tuple(notes),
-            weather_fetched_at=reading.fetched_at.isoformat() if reading.fetched_at else None,
+            weather_fetched_at=(reading.fetched_at.isoformat(timespec="seconds")
+                                if reading.fetched_at else None),
         )
 
     def _reading(self, at: datetime) -> Reading:
