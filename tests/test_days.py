@@ -253,3 +253,26 @@ def test_validate_feed() -> None:
     validate_feed(FEED)
     with pytest.raises(ValueError, match="not an iCalendar"):
         validate_feed("<html>sign in</html>")
+
+
+def test_holidays_without_data_for_a_year_falls_back_to_weekends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Older `holidays` releases raise NotImplementedError outside 2004–2026 for CN."""
+    import holidays
+
+    real = holidays.country_holidays
+
+    def limited(country: str, *args: object, years: object = None, **kwargs: object) -> object:
+        if isinstance(years, int) and years > 2026:
+            raise NotImplementedError(f"no data for {years}")
+        return real(country, *args, years=years, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(holidays, "country_holidays", limited)
+    caplog.set_level(logging.WARNING, logger="daemon.context.days")
+    calendar = DayCalendar("CN", festivals=False)
+    saturday = calendar.day_for(date(2031, 3, 8))
+    assert (saturday.word, saturday.note) == ("双休日", "day: no holiday data for CN 2031")
+    assert calendar.day_for(date(2031, 3, 10)).word == "工作日"
+    assert calendar.day_for(date(2031, 10, 1)).word == "工作日"  # unknown, not invented
+    assert len([r for r in caplog.records if "2031" in r.getMessage()]) == 1
