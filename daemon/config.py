@@ -165,6 +165,8 @@ class DesktopSettings:
     expire_ms: int = -1
     snooze: timedelta = timedelta(minutes=10)
     actions: bool = True
+    icon: str = ""
+    timeout: timedelta = timedelta(seconds=10)
 
 
 @dataclass

@@ -59,6 +59,9 @@ class Output(Protocol):
 # name → "module:factory"; a factory is called as factory(settings, actions) → Output
 REGISTRY: dict[str, str] = {
     "console": "daemon.outputs.console:ConsoleOutput",
+    "desktop": "daemon.outputs.desktop:DesktopOutput",
+    "speaker": "daemon.outputs.speaker:SpeakerOutput",
+    "webhook": "daemon.outputs.webhook:WebhookOutput",
 }
 
 
