@@ -83,6 +83,7 @@ ProtectHostname=yes
 ProtectProc=invisible
 RemoveIPC=yes
 SystemCallArchitectures=native
+# @resources (nice, setpriority, sched_setaffinity, mbind…) fails with EPERM, not a kill.
 SystemCallFilter=@system-service
 SystemCallFilter=~@privileged @resources
 SystemCallErrorNumber=EPERM
