@@ -163,5 +163,6 @@ class NotificationServer:
         self.conn.send(new_signal(EMITTER, "NotificationClosed", "uu", (nid, reason)))
 
     def close(self) -> None:
-        self.conn.close()
+        self.conn.interrupt()  # the serving thread stops before the socket closes under it
         self._thread.join(timeout=5)
+        self.conn.close()

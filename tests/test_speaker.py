@@ -119,7 +119,7 @@ def test_volume_scales_the_samples(settings: Settings, sink: Path, tmp_path: Pat
     out.send(reminder())
     full = array.array("h", wav_frames(Path(synth_file(settings, tmp_path))))
     half = array.array("h", sink.read_bytes()[: 2 * len(full)])
-    assert all(abs(h - f / 2) <= 1 for h, f in zip(half, full))
+    assert all(abs(h - f / 2) <= 1 for h, f in zip(half, full, strict=True))
     assert rms(half.tobytes()) < 0.55 * rms(full.tobytes())
 
 
@@ -147,7 +147,7 @@ def test_the_chime_sound_plays_before_the_speech(settings: Settings, isolated_en
 
 
 def test_a_missing_chime_sound_is_a_failure(settings: Settings, sink: Path, tmp_path: Path) -> None:
-    with pytest.raises(OutputError, match="chime sound .* does not exist"):
+    with pytest.raises(OutputError, match=r"chime sound .* does not exist"):
         speaker(settings, chime_sound=str(tmp_path / "nope.wav")).send(reminder())
 
 
@@ -237,7 +237,7 @@ def test_piper_needs_a_model_file_and_never_downloads(settings: Settings, tmp_pa
     with pytest.raises(ConfigError, match=r"\[speaker\] piper_model"):
         speaker(settings, engine="piper")
     out = speaker(settings, engine="piper", piper_model=str(tmp_path / "zh_CN-huayan-medium.onnx"))
-    with pytest.raises(OutputError, match="does not exist .*never downloads"):
+    with pytest.raises(OutputError, match=r"does not exist .*never downloads"):
         out.send(reminder())
     assert not sink.exists()
 

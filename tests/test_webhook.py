@@ -91,7 +91,7 @@ def test_nobody_listening_is_a_failure(settings: Settings) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again below: nothing listens there
-    with pytest.raises(OutputError, match="webhook: cannot reach 127.0.0.1"):
+    with pytest.raises(OutputError, match=r"webhook: cannot reach 127\.0\.0\.1"):
         webhook(settings, f"http://127.0.0.1:{port}/").send(Reminder(1, "t", "m", AT))
 
 

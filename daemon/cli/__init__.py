@@ -72,3 +72,4 @@ pass_app = click.make_pass_decorator(_LazyApp)
 from daemon.cli import events  # noqa: E402,F401
 from daemon.cli import service  # noqa: E402,F401
 from daemon.cli import context  # noqa: E402,F401
+from daemon.cli import outputs  # noqa: E402,F401

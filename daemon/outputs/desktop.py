@@ -83,7 +83,7 @@ class DesktopOutput:
                 try:
                     (nid,) = link.call("Notify", "susssasa{sv}i", args)
                 except _Gone as exc:
-                    self.close()
+                    self._drop()
                     raise OutputError(f"desktop: lost the session bus connection ({exc}); "
                                       f"{HINT}") from exc
                 if buttons and reminder.occurrence_id is not None:
@@ -91,9 +91,16 @@ class DesktopOutput:
         return f"notification {nid}"
 
     def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Close the connection; the ids it showed mean nothing to the next server."""
         if self._link is not None:
             self._link.close()
             self._link = None
+        with self._pending_lock:
+            self._pending.clear()
 
     # --- connection -----------------------------------------------------------------------
 
@@ -102,11 +109,11 @@ class DesktopOutput:
         try:
             return self._capabilities()
         except _Gone:  # the bus went away since the last reminder (a new login): reconnect
-            self.close()
+            self._drop()
         try:
             return self._capabilities()
         except _Gone as exc:
-            self.close()
+            self._drop()
             raise OutputError(f"desktop: lost the session bus connection ({exc}); {HINT}") \
                 from exc
 
@@ -153,6 +160,16 @@ class _Gone(Exception):
     """The connection died (bus restarted); safe to reconnect and retry an idempotent call."""
 
 
+class _Router(DBusRouter):
+    """jeepney's router, quiet when the bus goes away (a logout): pending calls still fail."""
+
+    def _receiver(self) -> None:
+        try:
+            super()._receiver()
+        except (OSError, EOFError, ValueError) as exc:
+            log.info("session bus connection closed: %s", exc)
+
+
 class _Link:
     """One connection to the session bus, with a thread that reads notification signals."""
 
@@ -167,7 +184,7 @@ class _Link:
         except (OSError, RuntimeError, ValueError, TimeoutError) as exc:
             raise OutputError(f"desktop: cannot connect to the session bus: {exc}; {HINT}") \
                 from exc
-        self.router = DBusRouter(self.conn)
+        self.router = _Router(self.conn)
         rule = MatchRule(type="signal", interface=INTERFACE, path=PATH)
         self.queue: Queue[Message] = Queue(maxsize=256)
         self.filter = self.router.filter(rule, queue=self.queue)

@@ -1,4 +1,4 @@
-"""Webhook output: POST each reminder as JSON to ``[webhook] url`` (ntfy, Gotify, Home Assistant).
+"""Webhook output: POST each reminder as JSON to a URL (ntfy, Gotify, Home Assistant…).
 
 The body is ``{"task", "message", "scheduled_at", "occurrence_id", "late"}`` (UTF-8, not
 ASCII-escaped), with ``[webhook] headers`` added (e.g. an ``Authorization`` token). Anything
