@@ -64,7 +64,7 @@ class DaemonSettings:
     timezone: str = ""
     outputs: list[str] = field(default_factory=lambda: ["console"])
     lead: timedelta = timedelta(minutes=5)
-    horizon: timedelta = timedelta(hours=24)
+    horizon: timedelta = timedelta(hours=6)
     grace: timedelta = timedelta(minutes=30)
     late_after: timedelta = timedelta(seconds=60)
     poll: timedelta = timedelta(seconds=1)

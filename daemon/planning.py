@@ -44,6 +44,9 @@ class Recurrence:
     exdates: list[str] = field(default_factory=list)
 
 
+DST_SLACK = timedelta(hours=3)
+
+
 @lru_cache(maxsize=256)
 def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
@@ -67,7 +70,7 @@ def local_times(
     rdates = sorted(datetime.fromisoformat(x) for x in schedule.rdates)
     times: Iterable[datetime]
     if schedule.rrule:
-        rule = _rule(schedule.rrule, dtstart)
+        rule = rule_near(schedule.rrule, dtstart, start_local)
         times = rule.between(start_local, end_local, inc=True)
     else:
         times = [dtstart] if start_local <= dtstart <= end_local else []
@@ -77,19 +80,47 @@ def local_times(
             yield t
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def _rule(text: str, dtstart: datetime) -> du_rrule.rrule:
     parsed = du_rrule.rrulestr(text, dtstart=dtstart, forceset=False, cache=False)
     assert isinstance(parsed, du_rrule.rrule)
     return parsed
 
 
+_PERIODS = {
+    du_rrule.MINUTELY: timedelta(minutes=1),
+    du_rrule.HOURLY: timedelta(hours=1),
+    du_rrule.DAILY: timedelta(days=1),
+    du_rrule.WEEKLY: timedelta(weeks=1),
+}
+
+
+def rule_near(text: str, dtstart: datetime, not_before: datetime) -> du_rrule.rrule:
+    """The rule, with its start moved forward by whole intervals to just before ``not_before``.
+
+    dateutil walks a rule from its start, so a half-hourly rule begun a year ago would cost
+    17 520 steps at every plan. Moving the start by a whole number of intervals keeps the
+    rule's phase and every default it takes from the start (weekday, time of day), so the
+    occurrences from ``not_before`` on are unchanged. Not done for COUNT (it counts from the
+    start) nor for MONTHLY/YEARLY (month lengths differ; they are cheap to walk anyway).
+    """
+    rule = _rule(text, dtstart)
+    period = _PERIODS.get(rule._freq)  # type: ignore[attr-defined]
+    if period is None or rule._count is not None:  # type: ignore[attr-defined]
+        return rule
+    step = period * rule._interval  # type: ignore[attr-defined]
+    skips = (not_before - dtstart) // step - 1
+    if skips <= 0:
+        return rule
+    return _rule(text, dtstart + skips * step)
+
+
 def occurrences(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
     """Aware UTC instants at which ``schedule`` occurs, with start <= instant < end."""
     tz = zone(schedule.tz)
-    # Widen the local window by a day each side: offsets differ between zones and DST moves.
-    start_local = start.astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
-    end_local = end.astimezone(tz).replace(tzinfo=None) + timedelta(days=1)
+    # Widen the local window a little: a DST change moves wall time by up to two hours.
+    start_local = start.astimezone(tz).replace(tzinfo=None) - DST_SLACK
+    end_local = end.astimezone(tz).replace(tzinfo=None) + DST_SLACK
     found = []
     for local in local_times(schedule, start_local, end_local):
         instant = to_instant(local, tz)
@@ -104,7 +135,7 @@ def next_occurrence(
     """The first instant strictly after ``after``; a recurrence is searched at most ``within``
     ahead (a rule that matches nothing must not search forever)."""
     tz = zone(schedule.tz)
-    start_local = after.astimezone(tz).replace(tzinfo=None) - timedelta(days=1)
+    start_local = after.astimezone(tz).replace(tzinfo=None) - DST_SLACK
     end_local = max(start_local, datetime.fromisoformat(schedule.dtstart)) + within
     for local in _iter_after(schedule, start_local, end_local):
         instant = to_instant(local, tz)
@@ -123,7 +154,7 @@ def _iter_after(
                     if start_local <= d)
     rule_times: Iterator[datetime]
     if schedule.rrule:
-        rule = _rule(schedule.rrule, dtstart)
+        rule = rule_near(schedule.rrule, dtstart, start_local)
         late_start = start_local > dtstart
         rule_times = iter(rule.xafter(start_local, inc=True)) if late_start else iter(rule)
     else:  # a one-off: no search window needed

@@ -70,6 +70,7 @@ class Planner:
                 "default": ThreadPoolExecutor(4),
                 "prepare": ThreadPoolExecutor(1),
                 "maintenance": ThreadPoolExecutor(1),
+                "heartbeat": ThreadPoolExecutor(1),
             },
             job_defaults={"coalesce": True, "misfire_grace_time": max(grace, 1),
                           "max_instances": 1},
@@ -81,10 +82,12 @@ class Planner:
     def start(self) -> None:
         self.scheduler.start()
 
-    def every(self, interval: timedelta, func: Callable[[], None], job_id: str) -> None:
-        """Run ``func`` every ``interval`` in the maintenance executor (first run now)."""
+    def every(self, interval: timedelta, func: Callable[[], None], job_id: str,
+              executor: str = "maintenance") -> None:
+        """Run ``func`` every ``interval`` in its own one-thread executor (first run now), so
+        that a slow maintenance run (a hanging network) never delays the heartbeat."""
         self.scheduler.add_job(func, "interval", seconds=interval.total_seconds(), id=job_id,
-                               executor="maintenance", next_run_time=datetime.now(timezone.utc),
+                               executor=executor, next_run_time=datetime.now(timezone.utc),
                                replace_existing=True, misfire_grace_time=None)
 
     def replan(self) -> int:

@@ -106,7 +106,7 @@ class Service:
         beat = self.app.settings.daemon.heartbeat
         if self.notifier.watchdog_interval:
             beat = min(beat, timedelta(seconds=self.notifier.watchdog_interval))
-        self.planner.every(beat, self.heartbeat, "heartbeat")
+        self.planner.every(beat, self.heartbeat, "heartbeat", executor="heartbeat")
         self.planner.every(timedelta(minutes=1), self.maintenance, "maintenance")
         self.notifier.ready()
         log.info("ready: %d slot(s) planned; after downtime %d late, %d missed",

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from daemon.planning import Recurrence, next_occurrence, occurrences
+import pytest
+
+from daemon.planning import Recurrence, local_times, next_occurrence, occurrences
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")
@@ -79,3 +81,23 @@ def test_next_occurrence() -> None:
     assert next_occurrence(once, after) is None
     rd = Recurrence(dtstart="2026-01-01T07:00:00", tz="UTC", rdates=["2026-12-24T18:00:00"])
     assert next_occurrence(rd, after) == datetime(2026, 12, 24, 18, tzinfo=UTC)
+
+
+RULES = ["FREQ=DAILY", "FREQ=DAILY;INTERVAL=3;BYHOUR=8,20", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH",
+         "FREQ=HOURLY;INTERVAL=5", "FREQ=MINUTELY;INTERVAL=45", "FREQ=WEEKLY;BYDAY=SA,SU;BYMINUTE=0,30",
+         "FREQ=DAILY;UNTIL=20270101T000000", "FREQ=MONTHLY;BYMONTHDAY=31", "FREQ=DAILY;COUNT=500"]
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("zone_name", ["Asia/Shanghai", "America/New_York"])
+def test_moving_the_start_forward_changes_no_occurrence(rule: str, zone_name: str) -> None:
+    """rule_near() skips whole intervals: the result must equal a walk from the real start."""
+    from dateutil.rrule import rrulestr
+
+    start = datetime(2025, 1, 7, 9, 17)
+    window = (datetime(2026, 3, 1), datetime(2026, 3, 20))
+    expected = list(rrulestr(rule, dtstart=start).between(*window, inc=True))
+    got = list(local_times(Recurrence(start.isoformat(), zone_name, rule), *window))
+    assert got == expected
+    assert next_occurrence(Recurrence(start.isoformat(), zone_name, rule),
+                           datetime(2026, 3, 1, tzinfo=UTC)) is not None or rule.endswith("COUNT=500")
