@@ -141,6 +141,7 @@ def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, 
     task = check_task(task)
     zone_name = check_zone(tz or app.settings.daemon.timezone)
     at = parse_when(when, app.clock.now(), ZoneInfo(zone_name))
+    app.context_source.refresh(app.clock.now())  # like `chime context`: fetch if due
     context = app.context_source.context_for(at)
     request = Request(key="preview", task=task, context=context, seed=seed_for(None, at))
     draft = app.generator.generate([request])[0]

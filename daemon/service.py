@@ -75,12 +75,10 @@ class Service:
         self.planner.replan()
         grace = self.app.settings.daemon.grace
         self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE, startup=False)
-        refresh = getattr(self.app.context_source, "refresh", None)
-        if refresh is not None:
-            try:
-                refresh(now)
-            except Exception:
-                log.exception("refreshing the context failed")
+        try:
+            self.app.context_source.refresh(now)
+        except Exception:  # never let a cache refresh stop the maintenance job
+            log.exception("refreshing the context failed")
         sync = _calendar_sync()
         if sync is not None:
             try:

@@ -39,4 +39,10 @@ class Context:
 class ContextSource(Protocol):
     """Builds the context for an instant (aware). Must not raise for missing data."""
 
-    def context_for(self, at: datetime) -> Context: ...
+    def context_for(self, at: datetime) -> Context:
+        """The context at ``at`` from cached data only: never touches the network."""
+        ...
+
+    def refresh(self, now: datetime) -> None:
+        """Fetch what is due (forecast, holiday feed); cheap when nothing is; never raises."""
+        ...
