@@ -92,6 +92,7 @@ class Notification:
     hints: dict[str, Any]
     expire_timeout: int
     sender: str
+    received: float  # time.time() when the server got it
 
 
 class NotificationServer:
@@ -126,7 +127,7 @@ class NotificationServer:
                     name, replaces, icon, summary, body, actions, hints, expire = msg.body
                     self.notifications.append(Notification(
                         nid, name, replaces, icon, summary, body, list(actions), dict(hints),
-                        expire, msg.header.fields.get(HeaderFields.sender, ""),
+                        expire, msg.header.fields.get(HeaderFields.sender, ""), time.time(),
                     ))
                     self._changed.notify_all()
                 self.conn.send(new_method_return(msg, "u", (nid,)))
