@@ -191,6 +191,7 @@ class WebhookSettings:
     url: str = ""
     timeout: float = 5.0
     headers: dict[str, str] = field(default_factory=dict)
+    topic: str = ""
 
 
 @dataclass

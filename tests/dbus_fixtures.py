@@ -27,7 +27,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:dir={dir}</listen>
+  <listen>{listen}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
@@ -52,12 +52,13 @@ def require_dbus_daemon() -> str:
 
 
 @contextmanager
-def private_bus() -> Iterator[str]:
-    """Start a session bus of our own; yields its address (``unix:path=…``)."""
+def private_bus(socket: Path | None = None) -> Iterator[str]:
+    """Start a session bus of our own (at ``socket`` if given); yields its address."""
     exe = require_dbus_daemon()
     folder = Path(tempfile.mkdtemp(prefix="chime-bus-"))  # short: socket paths are limited
     config = folder / "bus.conf"
-    config.write_text(BUS_CONFIG.format(dir=folder))
+    listen = f"unix:path={socket}" if socket else f"unix:dir={folder}"
+    config.write_text(BUS_CONFIG.format(listen=listen))
     proc = subprocess.Popen(
         [exe, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

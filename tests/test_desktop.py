@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -190,12 +192,33 @@ def test_no_notification_server_is_a_clear_failure(desktop: DesktopOutput) -> No
     assert "DBUS_SESSION_BUS_ADDRESS" in message and "user unit" in message
 
 
-def test_no_session_bus_is_a_clear_failure(settings: Settings,
+def test_no_session_bus_is_a_clear_failure(settings: Settings, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no bus socket in it
     out = DesktopOutput(settings, None)
     with pytest.raises(OutputError, match=r"DBUS_SESSION_BUS_ADDRESS is not set.*user unit"):
         out.send(Reminder(1, "t", "m", AT))
+
+
+def test_finds_the_user_bus_in_xdg_runtime_dir(settings: Settings,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """As under a systemd user unit: $XDG_RUNTIME_DIR/bus, no DBUS_SESSION_BUS_ADDRESS."""
+    runtime = Path(tempfile.mkdtemp(prefix="chime-run-"))
+    try:
+        with private_bus(runtime / "bus") as address:
+            monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+            monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+            server = NotificationServer(address)
+            out = DesktopOutput(settings, None)
+            try:
+                assert out.send(Reminder(1, "t", "via the user bus", AT)) == "notification 1"
+                assert server.wait_for(1)[0].body == "via the user bus"
+            finally:
+                out.close()
+                server.close()
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_a_dead_bus_address_is_a_clear_failure(settings: Settings, tmp_path: Path,

@@ -44,8 +44,16 @@ def test_posts_the_reminder_as_json_with_the_configured_headers(
         "scheduled_at": "2026-11-28T08:00:00+08:00",
         "occurrence_id": 42,
         "late": True,
+        "title": "买咖啡",
     }
     assert "早上好".encode() in request.get_data()  # UTF-8, not \\u escapes
+
+
+def test_a_topic_is_added_for_ntfy(settings: Settings, httpserver: HTTPServer) -> None:
+    httpserver.expect_oneshot_request("/", method="POST").respond_with_data("{}")
+    webhook(settings, httpserver.url_for("/"), topic="chime").send(Reminder(1, "t", "m", AT))
+    body = json.loads(httpserver.log[0][0].get_data())
+    assert (body["topic"], body["title"], body["message"]) == ("chime", "t", "m")
 
 
 def test_hostile_text_arrives_verbatim(settings: Settings, httpserver: HTTPServer) -> None:

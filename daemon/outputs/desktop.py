@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -156,6 +157,17 @@ class DesktopOutput:
             log.exception("desktop action %r for occurrence %s failed", key, occurrence_id)
 
 
+def session_bus_address() -> str | None:
+    """``$DBUS_SESSION_BUS_ADDRESS``, else the user bus socket as sd-bus finds it."""
+    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "").strip()
+    if address:
+        return address
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.exists(os.path.join(runtime, "bus")):
+        return f"unix:path={os.path.join(runtime, 'bus')}"
+    return None
+
+
 class _Gone(Exception):
     """The connection died (bus restarted); safe to reconnect and retry an idempotent call."""
 
@@ -176,11 +188,12 @@ class _Link:
     def __init__(self, timeout: float, on_signal: Callable[[Message], None]) -> None:
         self.timeout = timeout
         self.address = DBusAddress(PATH, bus_name=BUS_NAME, interface=INTERFACE)
+        bus = session_bus_address()
+        if bus is None:
+            raise OutputError(f"desktop: no session bus (DBUS_SESSION_BUS_ADDRESS is not set "
+                              f"and there is no $XDG_RUNTIME_DIR/bus); {HINT}")
         try:
-            self.conn = open_dbus_connection(bus="SESSION", auth_timeout=timeout)
-        except KeyError:
-            raise OutputError(f"desktop: no session bus (DBUS_SESSION_BUS_ADDRESS is not set); "
-                              f"{HINT}") from None
+            self.conn = open_dbus_connection(bus=bus, auth_timeout=timeout)
         except (OSError, RuntimeError, ValueError, TimeoutError) as exc:
             raise OutputError(f"desktop: cannot connect to the session bus: {exc}; {HINT}") \
                 from exc

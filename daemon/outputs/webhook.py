@@ -1,7 +1,9 @@
 """Webhook output: POST each reminder as JSON to a URL (ntfy, Gotify, Home Assistant…).
 
-The body is ``{"task", "message", "scheduled_at", "occurrence_id", "late"}`` (UTF-8, not
-ASCII-escaped), with ``[webhook] headers`` added (e.g. an ``Authorization`` token). Anything
+The body is ``{"task", "message", "scheduled_at", "occurrence_id", "late", "title"}`` (UTF-8,
+not ASCII-escaped; ``title`` repeats the task for Gotify and ntfy, and ``[webhook] topic`` adds
+``topic`` for ntfy's JSON publishing), sent with ``[webhook] headers`` (e.g. an
+``Authorization`` token). Anything
 but a 2xx answer within ``[webhook] timeout`` seconds is an ``OutputError``; redirects are not
 followed, so a token is never sent somewhere else.
 """
@@ -26,15 +28,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a 3xx then surfaces as an HTTPError
 
 
-def payload(reminder: Reminder) -> dict[str, Any]:
+def payload(reminder: Reminder, topic: str = "") -> dict[str, Any]:
     """The JSON object a webhook receives."""
-    return {
+    body: dict[str, Any] = {
         "task": reminder.task,
         "message": reminder.message,
         "scheduled_at": reminder.scheduled_at.isoformat(),
         "occurrence_id": reminder.occurrence_id,
         "late": reminder.late,
+        "title": reminder.task,
     }
+    if topic:
+        body["topic"] = topic
+    return body
 
 
 class WebhookOutput:
@@ -56,11 +62,12 @@ class WebhookOutput:
             if not key or any(c in key + value for c in "\r\n") or ":" in key:
                 raise ConfigError(f"[webhook] headers: invalid header {key!r}")
         self.url, self.timeout, self.headers = conf.url, conf.timeout, dict(conf.headers)
+        self.topic = conf.topic
         self.host = parts.hostname
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def send(self, reminder: Reminder) -> str:
-        body = json.dumps(payload(reminder), ensure_ascii=False).encode("utf-8")
+        body = json.dumps(payload(reminder, self.topic), ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json; charset=utf-8",
                    "User-Agent": "chime", **self.headers}
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
