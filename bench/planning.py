@@ -6,22 +6,18 @@ Run: .venv/bin/python bench/planning.py [--events 10000]
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import tracemalloc
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import fill
 
-from _common import fill  # noqa: E402
-
-from daemon.app import App  # noqa: E402
-from daemon.config import load_settings  # noqa: E402
-from daemon.delivery import Courier  # noqa: E402
-from daemon.scheduler import Planner, plan  # noqa: E402
+from daemon.app import App
+from daemon.config import load_settings
+from daemon.delivery import Courier
+from daemon.scheduler import Planner, plan
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ class DaemonSettings:
     timezone: str = ""
     outputs: list[str] = field(default_factory=lambda: ["console"])
     lead: timedelta = timedelta(minutes=5)
-    horizon: timedelta = timedelta(hours=6)
+    horizon: timedelta = timedelta(hours=1)
     grace: timedelta = timedelta(minutes=30)
     late_after: timedelta = timedelta(seconds=60)
     poll: timedelta = timedelta(seconds=1)
@@ -351,6 +351,8 @@ def _check(s: Settings) -> list[str]:
         problems.append(f"[daemon] timezone: unknown time zone {s.daemon.timezone!r}")
     if s.daemon.horizon < timedelta(minutes=10):
         problems.append("[daemon] horizon: must be at least 10m")
+    if s.model.batch_window > s.daemon.horizon:
+        problems.append("[model] batch_window: must not exceed [daemon] horizon")
     if s.daemon.poll <= timedelta(0) or s.daemon.heartbeat <= timedelta(0):
         problems.append("[daemon] poll and heartbeat must be positive")
     lat, lon = s.location.latitude, s.location.longitude

@@ -34,6 +34,7 @@ from daemon.store import repo
 log = logging.getLogger("daemon.service")
 
 SETTLE = timedelta(seconds=30)  # a deliver job this late is the catch-up's to handle
+REPLAN_EVERY = 60.0  # seconds: the horizon moves forward at least this often
 
 
 class Service:
@@ -70,9 +71,8 @@ class Service:
             self.notifier.status("no reminders planned")
 
     def maintenance(self) -> None:
-        """Periodic: extend the plan, record what slipped past, refresh the context caches."""
+        """Periodic: record what slipped past, refresh the context caches, sync calendars."""
         now = self.app.clock.now()
-        self.planner.replan()
         grace = self.app.settings.daemon.grace
         self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE, startup=False)
         try:
@@ -110,6 +110,7 @@ class Service:
         log.info("ready: %d slot(s) planned; after downtime %d late, %d missed",
                  len(self.planner.slots), counts["late"], counts["missed"])
         poll = self.app.settings.daemon.poll.total_seconds()
+        planned = time.monotonic()
         while not self.stop.wait(poll):
             if self.reload.is_set():
                 self.reload.clear()
@@ -117,9 +118,10 @@ class Service:
             try:
                 with self.app.db.session() as s:
                     current = repo.revision(s)
-                if current != revision:
-                    revision = current
-                    log.info("schedule changed; re-planning")
+                if current != revision or time.monotonic() - planned >= REPLAN_EVERY:
+                    if current != revision:
+                        log.info("schedule changed; re-planning")
+                    revision, planned = current, time.monotonic()
                     self.planner.replan()
             except ChimeError as exc:
                 log.error("%s", exc)
