@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import wave
 from datetime import datetime, time
 from pathlib import Path
@@ -97,13 +98,14 @@ class SpeakerOutput:
         self.tz = settings.tz
         self.clock: Clock = clock or SystemClock()
         self.timeout = conf.timeout.total_seconds()
+        self._lock = threading.Lock()  # reminders due together are spoken one after another
 
     def send(self, reminder: Reminder) -> str:
         local = self.clock.now().astimezone(self.tz)
         if is_quiet(self.quiet_hours, local):
             return f"skipped: quiet hours ({self.conf.quiet_hours.strip()})"
         text = " ".join((reminder.message or reminder.task).split())
-        with tempfile.TemporaryDirectory(prefix="chime-speaker-") as folder:
+        with self._lock, tempfile.TemporaryDirectory(prefix="chime-speaker-") as folder:
             speech = Path(folder) / "speech.wav"
             self.synthesize(text, speech)
             seconds = wav_seconds(speech)
