@@ -372,6 +372,12 @@ def _check(s: Settings) -> list[str]:
         problems.append("[desktop] urgency: must be low, normal or critical")
     if not 0 <= s.speaker.volume <= 200:
         problems.append("[speaker] volume: must be between 0 and 200")
+    from daemon.outputs.speaker import parse_quiet_hours  # its own rules, one place
+
+    try:
+        parse_quiet_hours(s.speaker.quiet_hours)
+    except ConfigError as exc:
+        problems.append(str(exc))
     problems += _check_guards(s.guards)
     problems += check_context_settings(s)
     return problems

@@ -169,8 +169,12 @@ def snooze(app: App, occurrence_id: int, delay: timedelta | None = None) -> int:
     with app.db.session() as s:
         original = repo.get_occurrence(s, occurrence_id)
         at = (app.clock.now() + delay).replace(microsecond=0)
+        # The repeat says the same words: it is already prepared with the original's text.
         repeat = Occurrence(event_id=original.event_id, task=original.task, scheduled_at=at,
-                            status="pending", snoozed_from=original.id)
+                            status="prepared" if original.message else "pending",
+                            message=original.message, generator=original.generator,
+                            context=original.context, prepared_at=app.clock.now(),
+                            snoozed_from=original.id)
         s.add(repeat)
         s.flush()
         original.acknowledged_at = original.acknowledged_at or app.clock.now()
