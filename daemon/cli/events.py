@@ -173,12 +173,13 @@ def status(as_json: bool) -> None:
     running = alive(heartbeat, app.settings.daemon.heartbeat)
     items = [e for e in reminders.upcoming(app) if e["next"]]
     items.sort(key=lambda e: e["next"])
-    data = {
+    nexts = [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]]
+    data: dict[str, Any] = {
         "running": running,
         "pid": heartbeat.get("pid") if heartbeat and running else None,
         "heartbeat": heartbeat.get("at") if heartbeat else None,
         "database": str(app.settings.db_path),
-        "next": [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]],
+        "next": nexts,
     }
     if as_json:
         emit_json(data)
@@ -186,7 +187,7 @@ def status(as_json: bool) -> None:
         state = f"running (pid {data['pid']})" if running else "not running"
         click.echo(f"daemon: {state}; last heartbeat {data['heartbeat'] or 'never'}")
         click.echo(f"database: {data['database']}")
-        for n in data["next"]:
+        for n in nexts:
             click.echo(f"  next: {n['at']}  {n['task']}")
     if not running:
         sys.exit(3)

@@ -47,7 +47,7 @@ class Generator(Protocol):
 
     name: str
 
-    def generate(self, requests: Sequence[Request]) -> list[Draft | None]: ...
+    def generate(self, requests: Sequence[Request]) -> Sequence[Draft | None]: ...
 
 
 class WithFallback:
