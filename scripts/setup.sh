@@ -12,7 +12,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if [[ ",$EXTRAS," == *",llm,"* ]] && ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
+  read -ra torch_args <<< "$TORCH_SPEC"  # may carry pip options, e.g. --index-url
+  .venv/bin/python -m pip install --quiet "${torch_args[@]}"
 fi
 .venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]"
 echo "chime installed in .venv ($(.venv/bin/chime --version))"
