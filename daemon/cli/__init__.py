@@ -69,7 +69,4 @@ def get_app(ctx: click.Context) -> App:
 pass_app = click.make_pass_decorator(_LazyApp)
 
 # Command modules register themselves on ``main`` when imported.
-from daemon.cli import events  # noqa: E402,F401
-from daemon.cli import service  # noqa: E402,F401
-from daemon.cli import context  # noqa: E402,F401
-from daemon.cli import outputs  # noqa: E402,F401
+from daemon.cli import context, events, outputs, service  # noqa: E402,F401
