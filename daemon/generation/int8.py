@@ -1,0 +1,216 @@
+"""Int8 tensors for the device artifact: quantize, map from disk, and run without an fp32 copy.
+
+The artifact stores plain tensors (int8 weights + one fp32 scale per output row), so it is the
+same file on x86 and ARM. At load time each linear layer picks a kernel:
+
+* ``dynamic``: the quantized engine's int8 GEMM (``quantized::linear_dynamic``; activations
+  quantized per batch) — ``x86``/``fbgemm`` on Intel/AMD, ``qnnpack`` on ARM. Its weights are
+  repacked once into the engine's layout (anonymous memory, read from the file, not mapped).
+* ``weight-only``: ``torch._weight_int8pack_mm`` on the mapped int8 weights (bf16 activations);
+  used when no quantized engine exists, and for a tied embedding/output matrix.
+
+Only this module and ``model.py`` import torch; the daemon never imports either.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import platform
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from daemon.errors import GenerationError
+
+_DTYPES = {"I8": torch.int8, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+ARM = ("aarch64", "arm64", "armv7l", "armv8l")
+
+
+def select_engine(machine: str | None = None) -> str | None:
+    """Pick and set the quantized engine for this CPU (qnnpack on ARM, x86/fbgemm elsewhere)."""
+    machine = (machine or platform.machine()).lower()
+    supported = torch.backends.quantized.supported_engines
+    prefs = ["qnnpack"] if machine in ARM else ["x86", "fbgemm", "onednn", "qnnpack"]
+    for engine in prefs:
+        if engine in supported:
+            torch.backends.quantized.engine = engine
+            return engine
+    return None
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8: ``weight ≈ q * scale[:, None]``."""
+    w = weight.float()
+    scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-8)
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q, scale
+
+
+class SafetensorsFile:
+    """A safetensors file read two ways: mapped (zero-copy views) or copied (then unmapped).
+
+    Mapped views keep their pages in the page cache and only what is touched counts in RSS;
+    copies are for weights that get repacked, so the file pages are not held twice.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with path.open("rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                if size > 100_000_000:
+                    raise ValueError("header too large")
+                header = json.loads(fh.read(size))
+            self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+            self.entries: dict[str, dict[str, Any]] = header
+            self._base = 8 + size
+            self._fd = os.open(path, os.O_RDONLY)
+            self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError, struct.error) as exc:
+            raise GenerationError(f"cannot read {path}: {exc}") from exc
+        end = max((e["data_offsets"][1] for e in header.values()), default=0)
+        if self._base + end > len(self._map):
+            raise GenerationError(f"{path} is truncated ({len(self._map)} bytes)")
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def _spec(self, name: str) -> tuple[torch.dtype, list[int], int, int]:
+        try:
+            entry = self.entries[name]
+            dtype = _DTYPES[entry["dtype"]]
+        except KeyError as exc:
+            raise GenerationError(f"{self.path.name} has no usable tensor {name!r}") from exc
+        begin, end = entry["data_offsets"]
+        return dtype, entry["shape"], self._base + begin, end - begin
+
+    def view(self, name: str) -> torch.Tensor:
+        """A read-only view onto the mapped file (no copy)."""
+        dtype, shape, offset, nbytes = self._spec(name)
+        if nbytes == 0:
+            return torch.empty(shape, dtype=dtype)
+        with warnings.catch_warnings():  # the map is read-only; we never write to it
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(self._map, dtype=dtype, count=nbytes // dtype.itemsize,
+                                    offset=offset)
+        return flat.view(shape)
+
+    def read(self, name: str, rows: slice | None = None) -> torch.Tensor:
+        """A private copy (optionally of some rows), read with ``pread`` rather than mapped."""
+        dtype, shape, offset, nbytes = self._spec(name)
+        if rows is not None:
+            start, stop, _ = rows.indices(shape[0])
+            row = nbytes // max(shape[0], 1)
+            offset, nbytes, shape = offset + start * row, (stop - start) * row, [stop - start,
+                                                                                 *shape[1:]]
+        out = torch.empty(shape, dtype=dtype)
+        buf = memoryview(out.view(-1).view(torch.uint8).numpy()) if nbytes else None
+        done = 0
+        while buf is not None and done < nbytes:
+            got = os.preadv(self._fd, [buf[done:]], offset + done)
+            if got <= 0:
+                raise GenerationError(f"{self.path} is truncated")
+            done += got
+        return out
+
+    def close(self) -> None:
+        """Release the file (views taken earlier keep the mapping alive until freed)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Int8Linear(nn.Module):
+    """``y = x @ (q * scale).T + bias`` with int8 ``q``, on the chosen kernel."""
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+                 engine: str | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = q.shape
+        self.engine = engine
+        if engine:  # repack for the quantized engine; q may be freed afterwards
+            zeros = torch.zeros(q.shape[0], dtype=torch.long)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                qt = torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
+                self._packed = torch.ops.quantized.linear_prepack(
+                    qt, None if bias is None else bias.float())
+            self.reduce_range = engine != "qnnpack"
+        else:
+            self.register_buffer("weight", q, persistent=False)
+            self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
+            self.register_buffer("bias", None if bias is None else bias.float(),
+                                 persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, self.in_features)
+        if self.engine:
+            y = torch.ops.quantized.linear_dynamic(flat.float(), self._packed, self.reduce_range)
+        else:
+            y = torch._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight,
+                                          self.scale).float()
+            if self.bias is not None:
+                y = y + self.bias
+        return y.reshape(*lead, self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, kernel={self.engine or 'weight-only'}"
+
+
+class Int8Embedding(nn.Module):
+    """Row lookup in a mapped int8 matrix (only the rows used become resident)."""
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = q.shape
+        self.register_buffer("weight", q, persistent=False)
+        self.register_buffer("scale", scale.float(), persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[ids].float() * self.scale[ids].unsqueeze(-1)
+
+
+class Bf16Embedding(nn.Module):
+    """Row lookup in a mapped bf16 matrix, returned as fp32."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = weight.shape
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[ids].float()
+
+
+class Bf16Head(nn.Module):
+    """The output layer on a mapped bf16 matrix (tied to ``Bf16Embedding``)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x.to(torch.bfloat16), self.weight).float()
+
+
+class LoraLinear(nn.Module):
+    """A kept-separate LoRA on top of an int8 layer: ``base(x) + scaling * B(A(x))``."""
+
+    def __init__(self, base: nn.Module, a: torch.Tensor, b: torch.Tensor, scaling: float) -> None:
+        super().__init__()
+        self.base = base
+        self.register_buffer("lora_a", a.float(), persistent=False)
+        self.register_buffer("lora_b", b.float(), persistent=False)
+        self.scaling = scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        delta = (x.float() @ self.lora_a.T) @ self.lora_b.T
+        return self.base(x) + (self.scaling * delta).to(x.dtype)

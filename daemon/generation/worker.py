@@ -1,0 +1,138 @@
+"""The generation worker: ``python -m daemon.generation.worker``, spoken to in JSON lines.
+
+It loads the model once, writes every request of each batch it is sent, and exits when its
+stdin closes, when its parent dies, or after ``keep_warm`` seconds without a batch — so the
+board gets its memory back. stdout carries only the protocol; logs go to stderr.
+
+Protocol (one JSON object per line)::
+
+    → {"op": "load", "models_dir", "backend", "device", "kernel", "threads", "keep_warm"}
+    ← {"event": "ready", "backend", "device", "load_s", "peak_rss_mb", "info"}
+    → {"op": "generate", "items": [{"id", "prompt", "seed"}], "decoding": {...}}
+    ← {"event": "result", "id", "raw", "tokens", "generate_s"}   (one per item, in order)
+    ← {"event": "done", "peak_rss_mb"}
+    ← {"event": "error", "message"}   (then exit 1: nothing could be loaded or written)
+    ← {"event": "bye", "reason"}      (idle for keep_warm; exit 0)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any, TextIO
+
+log = logging.getLogger("daemon.generation.worker")
+
+
+class Lines:
+    """Lines from a file descriptor, with a timeout (no buffering surprises with select)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def next(self, timeout: float | None) -> str | None:
+        """The next line; '' on timeout, None at end of input."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return ""
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode("utf-8")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when the daemon dies (no orphaned model in RAM)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def serve(lines: Lines, out: TextIO) -> int:
+    """Run the protocol until stdin closes or the worker idles out; the exit status."""
+
+    def send(event: str, **fields: Any) -> None:
+        out.write(json.dumps({"event": event, **fields}, ensure_ascii=False) + "\n")
+        out.flush()
+
+    first = lines.next(None)
+    if not first:
+        return 0
+    try:
+        spec = json.loads(first)
+        if spec.get("op") != "load":
+            raise ValueError("the first command must be load")
+        from pathlib import Path
+
+        from daemon.generation import model
+        from daemon.generation.files import ModelFiles
+
+        started = time.monotonic()
+        loaded = model.load(ModelFiles(Path(spec["models_dir"])), spec.get("backend", "auto"),
+                            spec.get("device", "auto"), spec.get("kernel", "auto"),
+                            int(spec.get("threads", 0)))
+        model.trim_memory()
+        load_s = round(time.monotonic() - started, 2)
+    except Exception as exc:  # report every load failure as one line, then exit
+        log.exception("load failed")
+        send("error", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        return 1
+    send("ready", backend=loaded.backend, device=loaded.device, load_s=load_s,
+         peak_rss_mb=model.peak_rss_mb(), info=loaded.info)
+    keep_warm = float(spec.get("keep_warm", 60))
+    while True:
+        line = lines.next(keep_warm)
+        if line is None:
+            return 0
+        if line == "":
+            send("bye", reason=f"idle for {keep_warm:g}s")
+            return 0
+        try:
+            command = json.loads(line)
+            decoding = model.Decoding(**command.get("decoding", {}))
+            items = command["items"]
+        except (ValueError, KeyError, TypeError) as exc:
+            send("error", message=f"bad command: {exc}")
+            return 1
+        for item in items:
+            started = time.monotonic()
+            try:
+                raw, tokens = loaded.generate(item["prompt"], int(item["seed"]), decoding)
+            except Exception as exc:  # one request failing must not lose the others
+                log.exception("generation failed")
+                send("result", id=item["id"], error=f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            send("result", id=item["id"], raw=raw, tokens=tokens,
+                 generate_s=round(time.monotonic() - started, 3))
+        send("done", peak_rss_mb=model.peak_rss_mb())
+
+
+def main() -> int:
+    _die_with_parent()
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol
+    logging.basicConfig(level=os.environ.get("CHIME_WORKER_LOG", "INFO"), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    return serve(Lines(0), out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
