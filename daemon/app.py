@@ -41,7 +41,17 @@ class App:
     @cached_property
     def generator(self) -> Generator:
         """The character model with the template as fallback, or the template alone."""
-        return WithFallback(TemplateGenerator(), TemplateGenerator())
+        from daemon.generation import lora  # torch-free: the model runs in a worker process
+
+        why = lora.unavailable(self.settings)
+        if why:
+            log.info("writing reminders with the template: %s", why)
+            return TemplateGenerator()
+        from daemon.guards import DecisionLog, Guard
+
+        guard = Guard(self.settings.guards, lora.memory_need_mb(self.settings),
+                      record=DecisionLog(self.db).record)
+        return WithFallback(lora.LoraGenerator(self.settings, guard), TemplateGenerator())
 
     def outputs(self, names: list[str], actions: Actions | None = None) -> dict[str, Output]:
         """Build the named outputs (unknown names raise ConfigError)."""

@@ -96,7 +96,7 @@ def build_tiny(root: Path, steps: int = 450) -> TinyModel:
     width = max(map(len, encoded))
     ids = torch.full((len(data), width), config.pad_token_id)
     labels = torch.full((len(data), width), -100)
-    for i, (seq, plen) in enumerate(zip(encoded, prompt_lens)):
+    for i, (seq, plen) in enumerate(zip(encoded, prompt_lens, strict=True)):
         ids[i, : len(seq)] = torch.tensor(seq)
         labels[i, plen : len(seq)] = torch.tensor(seq[plen:])
     mask = (ids != config.pad_token_id).long()

@@ -125,8 +125,8 @@ def _wanted(names: list[str], part: str) -> list[str]:
     """The files of a repository that ``part`` needs (weights: safetensors, else the pickle)."""
     keep = [n for n in names if n in (BASE_FILES if part == "base" else ADAPTER_FILES)]
     if part == "base":
-        weights = [n for n in names if n.endswith(".safetensors") or n.endswith(".index.json")
-                   and "safetensors" in n]
+        weights = [n for n in names if n.endswith(".safetensors") or (n.endswith(".index.json")
+                   and "safetensors" in n)]
         return keep + (weights or [n for n in names if n == "pytorch_model.bin"])
     stored = "adapter_model.safetensors"
     return keep + ([stored] if stored in names else
@@ -195,7 +195,7 @@ def pull(source: str, part: str, files: ModelFiles, revision: str | None = None)
         record["files"][name] = digest
     for name in [n for n in wanted if n.endswith(".bin")]:
         converted = convert_pickle(tmp / name)
-        record["converted"] = {name: converted.name}
+        record["converted"] = {name: {"sha256": record["files"].pop(name), "to": converted.name}}
         record["files"][converted.name] = sha256(converted)
     shutil.rmtree(tmp / ".cache", ignore_errors=True)
     write_json(tmp / "source.json", record)

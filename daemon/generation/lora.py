@@ -10,6 +10,7 @@ empty draft whose ``info["error"]`` says why — ``WithFallback`` turns both int
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -158,10 +159,8 @@ class Worker:
                 self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
 
 
 class _Stop(Exception):

@@ -18,7 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -272,7 +272,8 @@ def _aligned(plan: list[tuple[str, torch.dtype, list[int]]]
 class _Writer:
     """Writes a safetensors file tensor by tensor, so no more than one is in memory at a time."""
 
-    CODES = {torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16"}
+    CODES: ClassVar[dict[torch.dtype, str]] = {
+        torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16"}
 
     def __init__(self, path: Path, plan: list[tuple[str, torch.dtype, list[int]]],
                  metadata: dict[str, str]) -> None:

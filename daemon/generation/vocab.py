@@ -32,7 +32,7 @@ def byte_decoder() -> dict[str, int]:
             bs.append(b)
             cs.append(256 + extra)
             extra += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
 
 
 def token_text(token: str) -> str | None:
@@ -72,7 +72,7 @@ def prune_tokenizer(tokenizer: dict[str, Any], limit: int) -> tuple[dict[str, An
     new_id = {old: new for new, old in enumerate(old_ids)}
     out = copy.deepcopy(tokenizer)
     out["model"]["vocab"] = {t: new_id[vocab[t]] for t in sorted(chosen, key=vocab.__getitem__)}
-    out["model"]["merges"] = [m for m, (a, b) in zip(merges, pairs)
+    out["model"]["merges"] = [m for m, (a, b) in zip(merges, pairs, strict=True)
                               if a in chosen and b in chosen and a + b in chosen]
     for token in out.get("added_tokens") or []:
         token["id"] = new_id[token["id"]]
