@@ -1,0 +1,96 @@
+"""chime's events → an iCalendar document that calendars (and ``chime import``) read back.
+
+Times carry IANA TZID parameters without VTIMEZONE blocks (RFC 7809 style, as Google and
+Nextcloud accept); events in UTC are written in UTC. RRULE keeps its text with UNTIL turned back
+into UTC as RFC 5545 requires; RDATE/EXDATE keep the event's zone; a lead time becomes a VALARM
+``TRIGGER:-PT…``. Each event's UID is its calendar UID, or a stable one made up for chime's own
+events, so importing the export again matches instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import icalendar
+from sqlalchemy import select
+
+from daemon import __version__
+from daemon.app import App
+from daemon.calendars.apply import event_key
+from daemon.errors import InputError
+from daemon.planning import to_instant, zone
+from daemon.store.models import Event
+
+PRODID = f"-//chime//chime-reminder {__version__}//EN"
+
+
+def export_calendar(events: Iterable[Event], now: datetime) -> str:
+    """The iCalendar text for ``events``."""
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    for event in events:
+        cal.add_component(_vevent(event, now))
+    return cal.to_ical().decode("utf-8")
+
+
+def export(app: App, path: str, include_all: bool = False) -> tuple[str, int]:
+    """Write chime's manual events (all events with ``include_all``) to ``path`` ('-': the
+    text is returned instead); returns (text, number of events)."""
+    with app.db.session() as s:
+        query = select(Event).order_by(Event.id)
+        if not include_all:
+            query = query.where(Event.source == "manual")
+        events = list(s.scalars(query))
+        text = export_calendar(events, app.clock.now())
+    if path != "-":
+        write_atomic(Path(path), text)
+    return text, len(events)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder, so a crash never leaves half a file."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _vevent(event: Event, now: datetime) -> icalendar.Event:
+    tz = zone(event.tz)
+    utc = event.tz == "UTC"
+
+    def when(wall: str) -> datetime:
+        local = datetime.fromisoformat(wall)
+        return local.replace(tzinfo=timezone.utc) if utc else local.replace(tzinfo=tz)
+
+    vevent = icalendar.Event()
+    vevent.add("uid", event_key(event))
+    vevent.add("dtstamp", now.astimezone(timezone.utc).replace(microsecond=0))
+    vevent.add("summary", event.task)
+    vevent.add("dtstart", when(event.dtstart))
+    if event.rrule:
+        recur = icalendar.vRecur.from_ical(event.rrule)
+        until = recur.get("UNTIL")
+        if until and isinstance(until[0], datetime) and until[0].tzinfo is None:
+            recur["UNTIL"] = [to_instant(until[0], tz)]
+        vevent.add("rrule", recur)
+    if event.rdates:
+        vevent.add("rdate", [when(d) for d in event.rdates])
+    if event.exdates:
+        vevent.add("exdate", [when(d) for d in event.exdates])
+    if event.lead_s is not None:
+        alarm = icalendar.Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", event.task)
+        alarm.add("trigger", -timedelta(seconds=event.lead_s))
+        vevent.add_component(alarm)
+    return vevent

@@ -1,0 +1,492 @@
+"""iCalendar text → items, one per chime event; pure (no database, no network).
+
+Each VEVENT (and each VTODO with a DUE) becomes one :class:`Item` in the shape of an Event row,
+so that the spine's planner is the one place that expands recurrences:
+
+* SUMMARY → the task; DTSTART → ``dtstart`` (naive wall time) and ``tz`` (IANA, see zones.py);
+  a floating time is read in the calendar's X-WR-TIMEZONE, else the configured zone; a UTC time
+  is stored in ``UTC``.
+* An all-day DTSTART (a DATE) reminds at ``all_day_at`` in the configured zone on that day.
+* RRULE is kept as text with UNTIL rewritten into the event's wall time (the planner expands in
+  wall time); RDATE and EXDATE become wall times in the event's zone.
+* A RECURRENCE-ID override becomes an EXDATE on its master plus a one-off item keyed
+  ``UID#<recurrence-id>``; a cancelled override is the EXDATE alone. STATUS:CANCELLED on a
+  master (or a COMPLETED VTODO) lists its UID in ``cancelled``.
+* The first VALARM with a relative TRIGGER (``-PT15M``) gives ``lead_s``.
+
+A file that is not iCalendar, or is cut short, raises InputError. A component that cannot be
+read is skipped with a :class:`Problem` that names it (UID, SUMMARY) and says why. Components
+are split and parsed one by one, so one garbled line costs only the event that holds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from dateutil import rrule as du_rrule
+from icalendar import Component, vRecur
+from icalendar.cal.timezone import Timezone
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+from daemon.calendars.zones import UnknownZone, Zone, ZoneResolver, iana
+from daemon.errors import InputError
+from daemon.planning import Recurrence, next_occurrence, to_instant, zone
+from daemon.timeparse import parse_rule
+
+MAX_TASK_CHARS = 200  # as for `chime add`
+MAX_LEAD = timedelta(days=7)
+FUTURE_SEARCH = timedelta(days=3700)  # a rule with no instance this far ahead is over
+UTC = Zone("UTC", zone("UTC"))
+# Properties whose parse errors make the component unusable (others, like DESCRIPTION, do not).
+ESSENTIAL = frozenset({"UID", "SUMMARY", "DTSTART", "DTEND", "DUE", "DURATION", "RRULE",
+                       "RDATE", "EXDATE", "RECURRENCE-ID", "STATUS"})
+
+
+@dataclass
+class Item:
+    """One future chime event, in the Event row's terms."""
+
+    key: str  # UID, or UID#RECURRENCE-ID for an override
+    task: str
+    dtstart: str
+    tz: str
+    rrule: str | None = None
+    rdates: list[str] = field(default_factory=list)
+    exdates: list[str] = field(default_factory=list)
+    lead_s: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"task": self.task, "dtstart": self.dtstart, "tz": self.tz, "rrule": self.rrule,
+                "rdates": sorted(set(self.rdates)), "exdates": sorted(set(self.exdates)),
+                "lead_s": self.lead_s}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A component that was skipped (or imported with a caveat), and why."""
+
+    uid: str | None
+    summary: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        name = repr(self.summary) if self.summary else "an event without SUMMARY"
+        return f"{name} (UID {self.uid or '?'}): {self.reason}"
+
+
+@dataclass
+class Parsed:
+    items: list[Item] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)  # keys the file explicitly removes
+    skipped: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
+    past: int = 0  # components with no occurrence after ``now``, left out
+    total: int = 0  # VEVENTs and dated VTODOs seen
+
+
+@dataclass(frozen=True)
+class Options:
+    default_tz: str  # [daemon] timezone: all-day events and floating times
+    all_day_at: time  # [calendars] all_day_at
+    now: datetime
+
+
+class _Skip(Exception):
+    """This one component cannot become an event (the message says why)."""
+
+
+# --- splitting ---------------------------------------------------------------------------------
+
+@dataclass
+class _Block:
+    name: str
+    lines: list[str] = field(default_factory=list)
+    broken: str | None = None
+
+    def text(self) -> str:
+        return "\r\n".join(self.lines) + "\r\n"
+
+    def raw(self, prop: str) -> str | None:
+        """A property's raw value, to name a component that icalendar cannot read."""
+        for line in self.lines:
+            head, sep, value = line.partition(":")
+            if sep and head.split(";")[0].strip().upper() == prop:
+                return value.strip().replace("\\,", ",") or None
+        return None
+
+
+def _unfold(text: str) -> list[str]:
+    lines: list[str] = []
+    for line in re.split(r"\r\n|\n|\r", text):
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += line[1:]
+        elif line.strip():
+            lines.append(line)
+    return lines
+
+
+def split_calendar(text: str) -> tuple[dict[str, str], list[_Block]]:
+    """The VCALENDAR properties and its top-level components; InputError if not iCalendar."""
+    lines = _unfold(text.lstrip("\ufeff"))
+    if not lines or lines[0].strip().upper() != "BEGIN:VCALENDAR":
+        raise InputError("not an iCalendar file (it does not begin with BEGIN:VCALENDAR)")
+    props: dict[str, str] = {}
+    blocks: list[_Block] = []
+    stack: list[str] = []
+    for line in lines:
+        head, colon, value = line.partition(":")
+        name, word = head.split(";")[0].strip().upper(), value.strip().upper()
+        depth = len(stack)
+        if not colon:  # every content line is NAME[;PARAMS]:VALUE
+            if depth >= 2:
+                blocks[-1].broken = f"a line is not iCalendar ({_short(line)!r})"
+            continue
+        if name == "BEGIN":
+            if depth == 0 and word != "VCALENDAR":
+                raise InputError(f"not an iCalendar file (BEGIN:{word} outside a VCALENDAR)")
+            if depth == 1:
+                blocks.append(_Block(word))
+            stack.append(word)
+        elif name == "END" and word not in stack:
+            if depth < 2:
+                raise InputError(f"broken iCalendar file (END:{word} without BEGIN)")
+            blocks[-1].broken = f"END:{word} without BEGIN"
+        elif name == "END":
+            if stack[-1] != word and depth >= 2:
+                blocks[-1].broken = f"BEGIN:{stack[-1]} is never closed"
+            while stack.pop() != word:
+                pass
+        elif depth == 1:
+            props.setdefault(name, value.strip())
+        if depth >= 2 or (depth == 1 and name == "BEGIN"):
+            blocks[-1].lines.append(line)
+    if stack:
+        raise InputError(f"the iCalendar file ends inside {stack[-1]} (cut short?)")
+    return props, blocks
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+def parse_calendar(text: str, options: Options) -> Parsed:
+    """All items of a calendar file, with what was skipped and why (see the module doc)."""
+    props, blocks = split_calendar(text)
+    parsed = Parsed()
+    wr_zone = props.get("X-WR-TIMEZONE", "")
+    floating = iana(wr_zone) or iana(WINDOWS_TO_OLSON.get(wr_zone, "")) or options.default_tz
+    vtimezones: dict[str, Timezone] = {}
+    components: list[Component] = []
+    for block in blocks:
+        if block.name not in ("VEVENT", "VTODO", "VTIMEZONE"):
+            continue
+        comp = _component(block, parsed)
+        if comp is None:
+            continue
+        if isinstance(comp, Timezone):
+            vtimezones[str(comp.get("TZID", ""))] = comp
+        elif comp.name == "VEVENT" or comp.get("DUE") is not None:
+            parsed.total += 1
+            components.append(comp)
+    resolver = ZoneResolver(vtimezones, options.default_tz, options.now.year)
+    reader = _Reader(resolver, options, floating)
+    masters: dict[str, Component] = {}
+    overrides: dict[str, list[Component]] = defaultdict(list)
+    for comp in components:
+        uid = _uid(comp)
+        if comp.get("RECURRENCE-ID") is not None:
+            overrides[uid].append(comp)
+        elif uid not in masters or _newer(comp, masters[uid]):
+            masters[uid] = comp
+    found: dict[str, Item] = {}
+    failed: set[str] = set()
+    for uid, comp in masters.items():
+        if _cancelled(comp):
+            parsed.cancelled.add(uid)
+            continue
+        try:
+            found[uid] = reader.item(comp, uid, parsed)
+        except _Skip as exc:
+            parsed.skipped.append(_problem(comp, uid, str(exc)))
+            failed.add(uid)
+    for uid, comps in overrides.items():
+        for comp in comps:
+            if uid in failed or uid in parsed.cancelled:
+                if uid in failed:
+                    parsed.skipped.append(_problem(comp, uid, "its series was skipped"))
+                continue
+            try:
+                reader.override(comp, uid, found, parsed)
+            except _Skip as exc:
+                parsed.skipped.append(_problem(comp, uid, str(exc)))
+    for item in found.values():
+        schedule = Recurrence(item.dtstart, item.tz, item.rrule, item.rdates, item.exdates)
+        if next_occurrence(schedule, options.now, FUTURE_SEARCH) is None:
+            parsed.past += 1
+        else:
+            parsed.items.append(item)
+    return parsed
+
+
+def _component(block: _Block, parsed: Parsed) -> Component | None:
+    """icalendar's reading of one block, or None (with a Problem) when it is unusable."""
+    reason = block.broken
+    comp = None
+    if reason is None:
+        try:
+            comp = Component.from_ical(block.text())
+        except Exception as exc:  # icalendar raises ValueError, KeyError, TypeError…
+            reason = f"cannot be parsed ({_short(exc)})"
+    if comp is not None:
+        errors = [f"{prop}: {_short(msg)}" for prop, msg in getattr(comp, "errors", [])
+                  if str(prop).upper() in ESSENTIAL]
+        if errors:
+            reason = "; ".join(errors)
+    if reason is None:
+        return comp
+    if block.name != "VTIMEZONE":
+        parsed.total += 1
+        parsed.skipped.append(Problem(block.raw("UID"), block.raw("SUMMARY"), reason))
+    return None
+
+
+class _Reader:
+    """Turns components into items in one file's context (zones, options)."""
+
+    def __init__(self, resolver: ZoneResolver, options: Options, floating: str) -> None:
+        self.resolver, self.options, self.floating = resolver, options, floating
+        self.frames: dict[str, _Frame] = {}  # by key: to read an override's RECURRENCE-ID
+
+    def item(self, comp: Component, key: str, parsed: Parsed,
+             inherit_lead: int | None = None, one_off: bool = False) -> Item:
+        start_prop = "DUE" if comp.name == "VTODO" else "DTSTART"
+        if comp.get(start_prop) is None:
+            raise _Skip(f"has no {start_prop}")
+        start = self.moment(comp[start_prop], start_prop)
+        if _outlook_all_day(comp, start.value):
+            start = _Moment(start.value.date(), None)  # type: ignore[union-attr]
+        frame = self.frames[key] = self.frame(start)
+        item = Item(key, _task(comp), frame.wall.isoformat(), frame.tz)
+        if not start.zone_exact and comp.get("RRULE") is not None:
+            parsed.notes.append(_problem(comp, key, "its time zone matches no IANA zone; "
+                                         "its times are kept in UTC"))
+        if comp.get("RRULE") is not None and not one_off:
+            item.rrule = self.rule(comp, frame)
+            if not _on_rule(item.rrule, frame.wall):  # RFC 5545: DTSTART is always an instance
+                item.rdates.append(item.dtstart)
+        if not one_off:
+            for prop, target in (("RDATE", item.rdates), ("EXDATE", item.exdates)):
+                for value in _values(comp.get(prop)):
+                    target.append(frame.convert(self.moment(value, prop)).isoformat())
+        lead = _lead(comp, frame)
+        item.lead_s = lead if lead is not None else inherit_lead
+        return item
+
+    def override(self, comp: Component, uid: str, found: dict[str, Item],
+                 parsed: Parsed) -> None:
+        """A RECURRENCE-ID: an EXDATE on the master, plus a one-off unless cancelled."""
+        rid = self.moment(comp["RECURRENCE-ID"], "RECURRENCE-ID")
+        if isinstance(rid.value, datetime) and rid.zone is not None:
+            label = rid.zone.instant(rid.value).strftime("%Y-%m-%dT%H:%M:%SZ")
+        else:
+            label = rid.value.isoformat()
+        key = f"{uid}#{label}"
+        master = found.get(uid)
+        if master is not None:
+            master.exdates.append(self.frames[uid].convert(rid).isoformat())
+        if _cancelled(comp):
+            parsed.cancelled.add(key)
+            return
+        found[key] = self.item(comp, key, parsed, master.lead_s if master else None,
+                               one_off=True)
+
+    def moment(self, prop: Any, name: str) -> _Moment:
+        try:
+            value = prop.dt
+        except Exception as exc:
+            raise _Skip(f"{name}: {_short(exc)}") from exc
+        if isinstance(value, tuple):  # RDATE;VALUE=PERIOD
+            value = value[0]
+        if isinstance(value, datetime):
+            tzid = getattr(prop, "params", {}).get("TZID")
+            wall = value.replace(tzinfo=None, microsecond=0)
+            if tzid:
+                try:
+                    return _Moment(wall, self.resolver.resolve(tzid))
+                except UnknownZone as exc:
+                    raise _Skip(str(exc)) from exc
+            if value.tzinfo is not None:
+                utc = value.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+                return _Moment(utc, UTC)
+            return _Moment(wall, None)
+        if isinstance(value, date):
+            return _Moment(value, None)
+        raise _Skip(f"{name} is not a date or a time")
+
+    def frame(self, start: _Moment) -> _Frame:
+        """The event's zone and wall-clock start, from its DTSTART."""
+        opts = self.options
+        if not isinstance(start.value, datetime):
+            return _Frame(opts.default_tz, datetime.combine(start.value, opts.all_day_at), True,
+                          opts)
+        if start.zone is None:
+            return _Frame(self.floating, start.value, False, opts)
+        if start.zone.exact:
+            return _Frame(start.zone.name, start.value, False, opts)
+        utc = start.zone.instant(start.value).replace(tzinfo=None)
+        return _Frame("UTC", utc, False, opts)
+
+    def rule(self, comp: Component, frame: _Frame) -> str:
+        recur = comp["RRULE"]
+        if isinstance(recur, list):
+            recur = recur[0]  # several RRULEs are deprecated (RFC 5545); the first one counts
+        copy = vRecur(recur)
+        if copy.get("COUNT") and copy.get("UNTIL"):
+            raise _Skip("RRULE has both COUNT and UNTIL (RFC 5545 allows one of them)")
+        until = copy.get("UNTIL")
+        if until:
+            copy["UNTIL"] = [frame.until(until[0], self.resolver)]
+        text = copy.to_ical().decode()
+        try:
+            rule = parse_rule(text)
+            du_rrule.rrulestr(rule, dtstart=frame.wall, forceset=False)
+        except InputError as exc:
+            raise _Skip(str(exc).replace(repr(text), "RRULE")) from exc
+        except (ValueError, TypeError) as exc:
+            raise _Skip(f"invalid RRULE ({_short(exc)})") from exc
+        return rule
+
+
+@dataclass(frozen=True)
+class _Moment:
+    value: date | datetime  # naive wall time (in ``zone``), or a DATE
+    zone: Zone | None  # None: floating time or DATE
+
+    @property
+    def zone_exact(self) -> bool:
+        return self.zone is None or self.zone.exact
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """An event's own time frame: its zone, its wall-clock start, all-day or not."""
+
+    tz: str
+    wall: datetime
+    all_day: bool
+    options: Options
+
+    def convert(self, m: _Moment) -> datetime:
+        """Another moment of the same component (EXDATE, RDATE…) as a wall time in this frame."""
+        if not isinstance(m.value, datetime):
+            at = self.options.all_day_at if self.all_day else self.wall.time()
+            return datetime.combine(m.value, at)
+        if self.all_day:  # a date-time on an all-day series: its own calendar day counts
+            return datetime.combine(m.value.date(), self.options.all_day_at)
+        if m.zone is None or (m.zone.name == self.tz and m.zone.exact):
+            return m.value
+        return m.zone.instant(m.value).astimezone(zone(self.tz)).replace(tzinfo=None)
+
+    def until(self, value: date | datetime, resolver: ZoneResolver) -> datetime:
+        """RRULE's UNTIL as a naive wall time in this frame (DATE: the end of that day)."""
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            local = value.astimezone(zone(self.tz)).replace(tzinfo=None)
+            return datetime.combine(local.date(), time(23, 59, 59)) if self.all_day else local
+        if isinstance(value, datetime) and not self.all_day:
+            return value
+        day = value.date() if isinstance(value, datetime) else value
+        return datetime.combine(day, time(23, 59, 59))
+
+
+def _values(prop: Any) -> list[Any]:
+    """The single values of an RDATE/EXDATE (a property may repeat and hold lists)."""
+    if prop is None:
+        return []
+    props = prop if isinstance(prop, list) else [prop]
+    return [dt for p in props for dt in getattr(p, "dts", [p])]
+
+
+def _on_rule(rule: str, start: datetime) -> bool:
+    first = du_rrule.rrulestr(rule, dtstart=start, forceset=False).after(start, inc=True)
+    return first == start
+
+
+def _lead(comp: Component, frame: _Frame) -> int | None:
+    """Seconds before the start that the first usable VALARM rings, or None."""
+    for alarm in comp.subcomponents:
+        if alarm.name != "VALARM" or str(alarm.get("ACTION", "")).upper() == "NONE":
+            continue
+        trigger = alarm.get("TRIGGER")
+        try:
+            value = trigger.dt
+        except Exception:
+            continue
+        if isinstance(value, timedelta):
+            if str(trigger.params.get("RELATED", "START")).upper() == "END":
+                value += _duration(comp)
+            before = -value
+        elif isinstance(value, datetime) and value.tzinfo is not None and not frame.all_day:
+            before = to_instant(frame.wall, zone(frame.tz)) - value
+        else:
+            continue
+        return int(min(max(before, timedelta(0)), MAX_LEAD).total_seconds())
+    return None
+
+
+def _duration(comp: Component) -> timedelta:
+    try:
+        if comp.get("DURATION") is not None:
+            return comp["DURATION"].dt  # type: ignore[no-any-return]
+        if comp.name == "VEVENT" and comp.get("DTEND") is not None:
+            return comp["DTEND"].dt - comp["DTSTART"].dt  # type: ignore[no-any-return]
+    except Exception:
+        pass
+    return timedelta(0)
+
+
+def _task(comp: Component) -> str:
+    task = " ".join(str(comp.get("SUMMARY", "")).split())
+    if not task:
+        raise _Skip("has no SUMMARY (nothing to remind of)")
+    return task if len(task) <= MAX_TASK_CHARS else task[: MAX_TASK_CHARS - 1] + "…"
+
+
+def _uid(comp: Component) -> str:
+    uid = " ".join(str(comp.get("UID", "")).split())
+    if uid:
+        return uid
+    raw = "|".join(comp[p].to_ical().decode() if comp.get(p) is not None else ""
+                   for p in ("SUMMARY", "DTSTART", "DUE", "RRULE"))
+    return "chime-" + hashlib.sha1(raw.encode()).hexdigest()[:16]
+
+
+def _newer(a: Component, b: Component) -> bool:
+    """Of two masters with one UID (a broken export), the later SEQUENCE wins, else the last."""
+    try:
+        return int(a.get("SEQUENCE", 0)) >= int(b.get("SEQUENCE", 0))
+    except (TypeError, ValueError):
+        return True
+
+
+def _cancelled(comp: Component) -> bool:
+    status = str(comp.get("STATUS", "")).upper()
+    return status == "CANCELLED" or (
+        comp.name == "VTODO" and (status == "COMPLETED" or comp.get("COMPLETED") is not None))
+
+
+def _outlook_all_day(comp: Component, value: date | datetime) -> bool:
+    flag = str(comp.get("X-MICROSOFT-CDO-ALLDAYEVENT", "")).upper() == "TRUE"
+    return flag and isinstance(value, datetime) and value.time() == time(0)
+
+
+def _problem(comp: Component, uid: str, reason: str) -> Problem:
+    summary = " ".join(str(comp.get("SUMMARY", "")).split()) or None
+    return Problem(uid, summary, reason)
+
+
+def _short(exc: BaseException | str) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 120 else text[:119] + "…"
