@@ -50,7 +50,7 @@ class App:
         from daemon.guards import DecisionLog, Guard
 
         guard = Guard(self.settings.guards, lora.memory_need_mb(self.settings),
-                      record=DecisionLog(self.db).record)
+                      record=DecisionLog(self.db, self.settings.guards.keep_decisions).record)
         return WithFallback(lora.LoraGenerator(self.settings, guard), TemplateGenerator())
 
     def outputs(self, names: list[str], actions: Actions | None = None) -> dict[str, Output]:

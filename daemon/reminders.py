@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.app import App
+from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.generation.base import Request
 from daemon.outputs import base as outputs
@@ -144,10 +145,9 @@ def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, 
     app.context_source.refresh(app.clock.now())  # like `chime context`: fetch if due
     context = app.context_source.context_for(at)
     request = Request(key="preview", task=task, context=context, seed=seed_for(None, at))
+    started = datetime.now(timezone.utc)
     draft = app.generator.generate([request])[0]
     assert draft is not None
-    from daemon.context.prompt import build_prompt
-
     return {
         "task": task,
         "at": at.isoformat(),
@@ -158,7 +158,20 @@ def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, 
         **draft.info,
         "context": context.as_dict(),
         "prompt": build_prompt(context, task),
+        "guard": _guard_view(app, started),
     }
+
+
+def _guard_view(app: App, since: datetime) -> dict[str, Any]:
+    """The guard decision this preview's generation got; when the model did not run, what the
+    guard would decide now."""
+    from daemon.generation import lora
+    from daemon.guards import DecisionLog, Guard, decision_dict
+
+    recent = DecisionLog(app.db).recent()
+    if recent and datetime.fromisoformat(recent[0]["at"]) >= since.replace(microsecond=0):
+        return recent[0]
+    return decision_dict(Guard(app.settings.guards, lora.memory_need_mb(app.settings)).peek())
 
 
 def snooze(app: App, occurrence_id: int, delay: timedelta | None = None) -> int:

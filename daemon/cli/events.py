@@ -174,12 +174,17 @@ def status(as_json: bool) -> None:
     items = [e for e in reminders.upcoming(app) if e["next"]]
     items.sort(key=lambda e: e["next"])
     nexts = [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]]
+    from daemon.generation.lora import memory_need_mb
+    from daemon.guards import describe
+
+    guard = describe(app.settings.guards, need_mb=memory_need_mb(app.settings), db=app.db)
     data: dict[str, Any] = {
         "running": running,
         "pid": heartbeat.get("pid") if heartbeat and running else None,
         "heartbeat": heartbeat.get("at") if heartbeat else None,
         "database": str(app.settings.db_path),
         "next": nexts,
+        "guard": guard,
     }
     if as_json:
         emit_json(data)
@@ -189,6 +194,12 @@ def status(as_json: bool) -> None:
         click.echo(f"database: {data['database']}")
         for n in nexts:
             click.echo(f"  next: {n['at']}  {n['task']}")
+        hottest = guard["readings"].get("hottest")
+        click.echo(f"guard ({guard['sensor']}): {'ok' if guard['now']['ok'] else 'refusing'}"
+                   f"{' — ' + guard['now']['reason'] if guard['now']['reason'] else ''}"
+                   f"{f'; hottest {hottest}' if hottest else ''}")
+        for d in guard["decisions"][:3]:
+            click.echo(f"  {d['at']}  {d['decision']}  {d['reason']}")
     if not running:
         sys.exit(3)
 
