@@ -5,7 +5,7 @@ The pieces, one concern each:
 * ``zones``  — calendar TZIDs (IANA, Windows, custom VTIMEZONE) → IANA names;
 * ``parse``  — iCalendar text → items in the Event row's shape (pure);
 * ``apply``  — items → Event rows, idempotently by UID, in one transaction; ``import_file``;
-* ``sync``   — subscriptions fetched through ``daemon.http`` and cached for offline use;
+* ``feeds``  — subscriptions fetched through ``daemon.http`` and cached for offline use;
   ``sync_due(app, now)`` is the daemon's periodic hook;
 * ``export`` — Event rows → iCalendar.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from daemon.calendars.apply import Outcome, import_file, import_text
 from daemon.calendars.export import export, export_calendar
-from daemon.calendars.sync import (
+from daemon.calendars.feeds import (
     SyncResult,
     subscribe,
     subscriptions,

@@ -108,16 +108,16 @@ def apply(s: Session, parsed: Parsed, subscription_id: int | None = None) -> Out
     for item in parsed.items:
         seen.add(item.key)
         fields = item.fields()
-        event = existing.get(item.key)
-        if event is None:
+        match = existing.get(item.key)
+        if match is None:
             source = "ics" if subscription_id is None else "feed"
             existing[item.key] = repo.add_event(s, **fields, uid=item.key, source=source,
                                                 subscription_id=subscription_id)
             outcome.added += 1
             continue
-        changes = {k: v for k, v in fields.items() if getattr(event, k) != v}
+        changes = {k: v for k, v in fields.items() if getattr(match, k) != v}
         if changes:
-            repo.update_event(s, event, **changes)
+            repo.update_event(s, match, **changes)
             outcome.updated += 1
         else:
             outcome.unchanged += 1

@@ -437,14 +437,15 @@ def _lead(comp: Component, frame: _Frame) -> int | None:
 
 
 def _duration(comp: Component) -> timedelta:
+    """DTEND − DTSTART (or DURATION); zero when unknown or unreadable."""
+    duration: Any = comp.get("DURATION")
+    end: Any = comp.get("DTEND") if comp.name == "VEVENT" else None
+    start: Any = comp.get("DTSTART")
     try:
-        if comp.get("DURATION") is not None:
-            return comp["DURATION"].dt  # type: ignore[no-any-return]
-        if comp.name == "VEVENT" and comp.get("DTEND") is not None:
-            return comp["DTEND"].dt - comp["DTSTART"].dt  # type: ignore[no-any-return]
-    except Exception:
-        pass
-    return timedelta(0)
+        value = duration.dt if duration is not None else end.dt - start.dt
+    except Exception:  # no DTEND, broken values, a date minus a date-time
+        return timedelta(0)
+    return value if isinstance(value, timedelta) else timedelta(0)
 
 
 def _task(comp: Component) -> str:
@@ -458,8 +459,8 @@ def _uid(comp: Component) -> str:
     uid = " ".join(str(comp.get("UID", "")).split())
     if uid:
         return uid
-    raw = "|".join(comp[p].to_ical().decode() if comp.get(p) is not None else ""
-                   for p in ("SUMMARY", "DTSTART", "DUE", "RRULE"))
+    props: list[Any] = [comp.get(p) for p in ("SUMMARY", "DTSTART", "DUE", "RRULE")]
+    raw = "|".join(p.to_ical().decode() if p is not None else "" for p in props)
     return "chime-" + hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
