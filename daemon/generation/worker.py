@@ -90,7 +90,10 @@ def serve(lines: Lines, out: TextIO) -> int:
         load_s = round(time.monotonic() - started, 2)
     except Exception as exc:  # report every load failure as one line, then exit
         log.exception("load failed")
-        send("error", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        from daemon.errors import ChimeError
+
+        message = str(exc) if isinstance(exc, ChimeError) else f"{type(exc).__name__}: {exc}"
+        send("error", message=message.splitlines()[0] if message else type(exc).__name__)
         return 1
     send("ready", backend=loaded.backend, device=loaded.device, load_s=load_s,
          peak_rss_mb=model.peak_rss_mb(), info=loaded.info)
