@@ -254,3 +254,26 @@ def test_planner_agrees_with_recurring_ical_events(cal_app: App, name: str) -> N
     theirs = independent(text, start, end)
     assert ours == theirs
     assert len(ours) > 20
+
+
+def test_cancelling_a_series_removes_its_overrides(cal_app: App) -> None:
+    text = corpus_text("google_work.ics")
+    import_text(cal_app, text)
+    assert f"{STANDUP}#2026-12-02T01:30:00Z" in events_by_uid(cal_app)
+    master = text.index("UID:" + STANDUP)
+    cancelled = text[:master] + text[master:].replace("STATUS:CONFIRMED", "STATUS:CANCELLED", 1)
+    outcome = import_text(cal_app, cancelled)
+    assert outcome.removed == 2
+    assert not [k for k in events_by_uid(cal_app) if k.startswith(STANDUP)]
+
+
+def test_calendar_settings_check(settings) -> None:  # type: ignore[no-untyped-def]
+    from daemon.calendars.apply import all_day_time, check_settings
+
+    assert check_settings(settings) == []
+    assert all_day_time("7:05") == all_day_time(" 07:05 ")
+    settings.calendars.all_day_at = "25:00"
+    settings.calendars.default_every = timedelta(minutes=1)
+    assert check_settings(settings) == [
+        "[calendars] all_day_at: '25:00' is not a time like 08:00",
+        "[calendars] default_every: must be between 5m and 7d"]

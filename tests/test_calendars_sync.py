@@ -140,6 +140,7 @@ def test_changed_feed_updates_in_place_and_removes_gone(cal_app: App, feed: Feed
     with cal_app.db.session() as s:
         repo.ensure_occurrence(s, s.get(Event, standup.id), first_standup).status = "delivered"
         repo.ensure_occurrence(s, s.get(Event, pills.id), first_pills).status = "delivered"
+        repo.update_event(s, s.get(Event, standup.id), paused=True, outputs=["console"])
     text = corpus_text("google_work.ics")
     start = text.index("BEGIN:VEVENT\r\nDTSTART;TZID=Asia/Shanghai:20261201T210000")
     end = text.index("END:VEVENT\r\n", start) + len("END:VEVENT\r\n")
@@ -151,6 +152,7 @@ def test_changed_feed_updates_in_place_and_removes_gone(cal_app: App, feed: Feed
     got = events_by_uid(cal_app)
     assert PILLS not in got
     assert got[STANDUP].id == standup.id and got[STANDUP].task == "每日站会"
+    assert got[STANDUP].paused and got[STANDUP].outputs == ["console"]  # local choices stay
     with cal_app.db.session() as s:
         rows = {(o.event_id, o.task, o.status) for o in s.scalars(select(Occurrence))}
     assert rows == {(standup.id, "站会", "delivered"), (None, "吃药", "delivered")}

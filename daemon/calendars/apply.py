@@ -11,8 +11,9 @@ only what the file explicitly cancels (STATUS:CANCELLED).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from daemon.app import App
 from daemon.calendars.parse import Options, Parsed, Problem, parse_calendar
+from daemon.config import Settings
 from daemon.errors import ConfigError, InputError
 from daemon.store import repo
 from daemon.store.models import Event
@@ -64,12 +66,29 @@ class Outcome:
 
 def options(app: App, now: datetime) -> Options:
     """Parsing options from the settings ([daemon] timezone, [calendars] all_day_at)."""
-    raw = app.settings.calendars.all_day_at
+    return Options(app.settings.daemon.timezone, all_day_time(app.settings.calendars.all_day_at),
+                   now)
+
+
+def all_day_time(raw: str) -> time:
+    """``[calendars] all_day_at`` (``8:00``, ``08:30``) as a time, or ConfigError."""
+    found = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", raw)
+    if found and int(found[1]) < 24 and int(found[2]) < 60:
+        return time(int(found[1]), int(found[2]))
+    raise ConfigError(f"[calendars] all_day_at: {raw!r} is not a time like 08:00")
+
+
+def check_settings(settings: Settings) -> list[str]:
+    """Problems with the [calendars] section, for the config's one-pass validation."""
+    problems = []
     try:
-        at = time.fromisoformat(raw.strip())
-    except ValueError:
-        raise ConfigError(f"[calendars] all_day_at: {raw!r} is not a time like 08:00") from None
-    return Options(app.settings.daemon.timezone, at.replace(tzinfo=None), now)
+        all_day_time(settings.calendars.all_day_at)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    every = settings.calendars.default_every
+    if not timedelta(minutes=5) <= every <= timedelta(days=7):
+        problems.append("[calendars] default_every: must be between 5m and 7d")
+    return problems
 
 
 def parse_checked(text: str, opts: Options) -> Parsed:
@@ -121,7 +140,11 @@ def apply(s: Session, parsed: Parsed, subscription_id: int | None = None) -> Out
             outcome.updated += 1
         else:
             outcome.unchanged += 1
-    gone = parsed.cancelled if subscription_id is None else set(existing)
+    if subscription_id is None:  # a cancelled series takes its overrides along
+        gone = {k for k in existing if k in parsed.cancelled
+                or k.rpartition("#")[0] in parsed.cancelled}
+    else:
+        gone = set(existing)
     for key in sorted(gone - seen):
         if key in existing:
             repo.remove_event(s, existing[key])

@@ -35,7 +35,7 @@ from daemon.timeparse import format_duration, parse_duration
 
 log = logging.getLogger("daemon.calendars")
 
-MIN_EVERY = timedelta(minutes=5)
+MIN_EVERY = timedelta(minutes=5)  # as check_settings says for [calendars] default_every
 MAX_EVERY = timedelta(days=7)
 
 
@@ -161,7 +161,6 @@ def sync_one(app: App, sub: Subscription, now: datetime, session: requests.Sessi
              policy: FetchPolicy, force: bool = False) -> SyncResult:
     """Fetch one subscription (when due or forced) and apply its body if it is new."""
     where = describe_url(sub.url)
-    opts = options(app, now)
     checked: dict[str, Parsed] = {}
 
     def validate(body: str) -> None:
@@ -171,6 +170,7 @@ def sync_one(app: App, sub: Subscription, now: datetime, session: requests.Sessi
             raise ValueError(str(exc)) from exc
 
     try:
+        opts = options(app, now)
         doc = fetch_cached(app.db, session, sub.url, now=now, policy=policy,
                            min_interval=timedelta(seconds=sub.every_s), force=force,
                            validate=validate)
