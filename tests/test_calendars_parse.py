@@ -7,7 +7,8 @@ from datetime import datetime, time, timedelta, timezone
 import pytest
 from icalendar import Component
 
-from daemon.calendars.parse import Item, Options, Parsed, parse_calendar, split_calendar
+from daemon.calendars.parse import Item, Options, Parsed, parse_calendar
+from daemon.calendars.split import split_calendar
 from daemon.calendars.zones import UnknownZone, ZoneResolver
 from daemon.errors import InputError
 from daemon.planning import Recurrence, occurrences

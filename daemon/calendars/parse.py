@@ -12,7 +12,7 @@ so that the spine's planner is the one place that expands recurrences:
 * A RECURRENCE-ID override becomes an EXDATE on its master plus a one-off item keyed
   ``UID#<recurrence-id>``; a cancelled override is the EXDATE alone. STATUS:CANCELLED on a
   master (or a COMPLETED VTODO) lists its UID in ``cancelled``.
-* The first VALARM with a relative TRIGGER (``-PT15M``) gives ``lead_s``.
+* The first VALARM with a usable TRIGGER (``-PT15M``, RELATED=END, absolute) gives ``lead_s``.
 
 A file that is not iCalendar, or is cut short, raises InputError. A component that cannot be
 read is skipped with a :class:`Problem` that names it (UID, SUMMARY) and says why. Components
@@ -22,7 +22,6 @@ are split and parsed one by one, so one garbled line costs only the event that h
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -33,6 +32,7 @@ from icalendar import Component, vRecur
 from icalendar.cal.timezone import Timezone
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
+from daemon.calendars.split import Block, short, split_calendar
 from daemon.calendars.zones import UnknownZone, Zone, ZoneResolver, iana
 from daemon.errors import InputError
 from daemon.planning import Recurrence, next_occurrence, to_instant, zone
@@ -100,76 +100,6 @@ class _Skip(Exception):
     """This one component cannot become an event (the message says why)."""
 
 
-# --- splitting ---------------------------------------------------------------------------------
-
-@dataclass
-class _Block:
-    name: str
-    lines: list[str] = field(default_factory=list)
-    broken: str | None = None
-
-    def text(self) -> str:
-        return "\r\n".join(self.lines) + "\r\n"
-
-    def raw(self, prop: str) -> str | None:
-        """A property's raw value, to name a component that icalendar cannot read."""
-        for line in self.lines:
-            head, sep, value = line.partition(":")
-            if sep and head.split(";")[0].strip().upper() == prop:
-                return value.strip().replace("\\,", ",") or None
-        return None
-
-
-def _unfold(text: str) -> list[str]:
-    lines: list[str] = []
-    for line in re.split(r"\r\n|\n|\r", text):
-        if line[:1] in (" ", "\t") and lines:
-            lines[-1] += line[1:]
-        elif line.strip():
-            lines.append(line)
-    return lines
-
-
-def split_calendar(text: str) -> tuple[dict[str, str], list[_Block]]:
-    """The VCALENDAR properties and its top-level components; InputError if not iCalendar."""
-    lines = _unfold(text.lstrip("\ufeff"))
-    if not lines or lines[0].strip().upper() != "BEGIN:VCALENDAR":
-        raise InputError("not an iCalendar file (it does not begin with BEGIN:VCALENDAR)")
-    props: dict[str, str] = {}
-    blocks: list[_Block] = []
-    stack: list[str] = []
-    for line in lines:
-        head, colon, value = line.partition(":")
-        name, word = head.split(";")[0].strip().upper(), value.strip().upper()
-        depth = len(stack)
-        if not colon:  # every content line is NAME[;PARAMS]:VALUE
-            if depth >= 2:
-                blocks[-1].broken = f"a line is not iCalendar ({_short(line)!r})"
-            continue
-        if name == "BEGIN":
-            if depth == 0 and word != "VCALENDAR":
-                raise InputError(f"not an iCalendar file (BEGIN:{word} outside a VCALENDAR)")
-            if depth == 1:
-                blocks.append(_Block(word))
-            stack.append(word)
-        elif name == "END" and word not in stack:
-            if depth < 2:
-                raise InputError(f"broken iCalendar file (END:{word} without BEGIN)")
-            blocks[-1].broken = f"END:{word} without BEGIN"
-        elif name == "END":
-            if stack[-1] != word and depth >= 2:
-                blocks[-1].broken = f"BEGIN:{stack[-1]} is never closed"
-            while stack.pop() != word:
-                pass
-        elif depth == 1:
-            props.setdefault(name, value.strip())
-        if depth >= 2 or (depth == 1 and name == "BEGIN"):
-            blocks[-1].lines.append(line)
-    if stack:
-        raise InputError(f"the iCalendar file ends inside {stack[-1]} (cut short?)")
-    return props, blocks
-
-
 # --- parsing -----------------------------------------------------------------------------------
 
 def parse_calendar(text: str, options: Options) -> Parsed:
@@ -231,7 +161,7 @@ def parse_calendar(text: str, options: Options) -> Parsed:
     return parsed
 
 
-def _component(block: _Block, parsed: Parsed) -> Component | None:
+def _component(block: Block, parsed: Parsed) -> Component | None:
     """icalendar's reading of one block, or None (with a Problem) when it is unusable."""
     reason = block.broken
     comp = None
@@ -239,9 +169,9 @@ def _component(block: _Block, parsed: Parsed) -> Component | None:
         try:
             comp = Component.from_ical(block.text())
         except Exception as exc:  # icalendar raises ValueError, KeyError, TypeError…
-            reason = f"cannot be parsed ({_short(exc)})"
+            reason = f"cannot be parsed ({short(exc)})"
     if comp is not None:
-        errors = [f"{prop}: {_short(msg)}" for prop, msg in getattr(comp, "errors", [])
+        errors = [f"{prop}: {short(msg)}" for prop, msg in getattr(comp, "errors", [])
                   if str(prop).upper() in ESSENTIAL]
         if errors:
             reason = "; ".join(errors)
@@ -307,7 +237,7 @@ class _Reader:
         try:
             value = prop.dt
         except Exception as exc:
-            raise _Skip(f"{name}: {_short(exc)}") from exc
+            raise _Skip(f"{name}: {short(exc)}") from exc
         if isinstance(value, tuple):  # RDATE;VALUE=PERIOD
             value = value[0]
         if isinstance(value, datetime):
@@ -356,7 +286,7 @@ class _Reader:
         except InputError as exc:
             raise _Skip(str(exc).replace(repr(text), "RRULE")) from exc
         except (ValueError, TypeError) as exc:
-            raise _Skip(f"invalid RRULE ({_short(exc)})") from exc
+            raise _Skip(f"invalid RRULE ({short(exc)})") from exc
         return rule
 
 
@@ -486,8 +416,3 @@ def _outlook_all_day(comp: Component, value: date | datetime) -> bool:
 def _problem(comp: Component, uid: str, reason: str) -> Problem:
     summary = " ".join(str(comp.get("SUMMARY", "")).split()) or None
     return Problem(uid, summary, reason)
-
-
-def _short(exc: BaseException | str) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 120 else text[:119] + "…"
