@@ -375,7 +375,10 @@ def _check(s: Settings) -> list[str]:
         problems.append("[desktop] urgency: must be low, normal or critical")
     if not 0 <= s.speaker.volume <= 200:
         problems.append("[speaker] volume: must be between 0 and 200")
-    from daemon.outputs.speaker import parse_quiet_hours  # its own rules, one place
+    from daemon.calendars.apply import check_settings as check_calendars
+    from daemon.outputs.speaker import parse_quiet_hours  # each module owns its rules
+
+    problems += check_calendars(s)
 
     try:
         parse_quiet_hours(s.speaker.quiet_hours)

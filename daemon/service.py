@@ -23,6 +23,7 @@ from types import FrameType
 
 from daemon import __version__
 from daemon.app import App
+from daemon.calendars import sync_due
 from daemon.config import Settings, load_settings
 from daemon.delivery import Courier, lookback_start
 from daemon.errors import ChimeError
@@ -79,12 +80,10 @@ class Service:
             self.app.context_source.refresh(now)
         except Exception:  # never let a cache refresh stop the maintenance job
             log.exception("refreshing the context failed")
-        sync = _calendar_sync()
-        if sync is not None:
-            try:
-                sync(self.app, now)
-            except Exception:
-                log.exception("syncing calendars failed")
+        try:
+            sync_due(self.app, now)
+        except Exception:  # sync_due logs per subscription; this is the last line of defence
+            log.exception("syncing calendars failed")
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -161,15 +160,6 @@ class Service:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
-
-
-def _calendar_sync():  # type: ignore[no-untyped-def]
-    """The calendar subscriptions' sync hook, when that module is present."""
-    try:
-        from daemon.calendars import sync_due
-    except ImportError:
-        return None
-    return sync_due
 
 
 def alive(heartbeat: dict | None, interval: timedelta, now: datetime | None = None) -> bool:  # type: ignore[type-arg]

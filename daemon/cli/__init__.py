@@ -69,5 +69,4 @@ def get_app(ctx: click.Context) -> App:
 pass_app = click.make_pass_decorator(_LazyApp)
 
 # Command modules register themselves on ``main`` when imported.
-from daemon.cli import context, events, model, outputs, service  # noqa: E402,F401
-from daemon.cli import calendars  # noqa: E402,F401
+from daemon.cli import calendars, context, events, model, outputs, service  # noqa: E402,F401
