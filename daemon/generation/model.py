@@ -16,6 +16,7 @@ import shutil
 import struct
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -269,11 +270,11 @@ def _aligned(plan: list[tuple[str, torch.dtype, list[int]]]
     return out, sizes
 
 
-class _Writer:
+class SafetensorsWriter:
     """Writes a safetensors file tensor by tensor, so no more than one is in memory at a time."""
 
     CODES: ClassVar[dict[torch.dtype, str]] = {
-        torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16"}
+        torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
 
     def __init__(self, path: Path, plan: list[tuple[str, torch.dtype, list[int]]],
                  metadata: dict[str, str]) -> None:
@@ -291,10 +292,19 @@ class _Writer:
         self.plan = iter(plan)
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
+        self.write_rows(name, [tensor])
+
+    def write_rows(self, name: str, blocks: Iterable[torch.Tensor]) -> None:
+        """Write the next planned tensor from consecutive row blocks."""
         want, dtype, shape = next(self.plan)
-        if (want, dtype, list(tensor.shape)) != (name, tensor.dtype, shape):
-            raise AssertionError(f"write order: expected {want}, got {name}")
-        self.fh.write(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        rows = 0
+        for block in blocks:
+            if (want, block.dtype, list(block.shape[1:])) != (name, dtype, shape[1:]):
+                raise AssertionError(f"write order: expected {want}, got {name}")
+            self.fh.write(block.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            rows += block.shape[0] if block.dim() else 1
+        if rows != (shape[0] if shape else 1):
+            raise AssertionError(f"{name}: wrote {rows} rows of {shape}")
 
     def close(self) -> None:
         self.fh.close()
@@ -353,7 +363,7 @@ def build(files: ModelFiles, merge: bool = True, embedding: str = "int8",
     order = {torch.int8: 0, torch.float32: 1, torch.bfloat16: 2}  # scales known after weights
     plan.sort(key=lambda p: order[p[1]])
     plan, sizes = _aligned(plan)
-    writer = _Writer(tmp / "model.safetensors", plan, {"format": ARTIFACT_FORMAT})
+    writer = SafetensorsWriter(tmp / "model.safetensors", plan, {"format": ARTIFACT_FORMAT})
     scales: dict[str, torch.Tensor] = {}
     try:
         for name, dtype, _ in plan:
@@ -394,25 +404,26 @@ def build(files: ModelFiles, merge: bool = True, embedding: str = "int8",
     return meta
 
 
-def _write_embedding(writer: _Writer, st: int8.SafetensorsFile, name: str,
+def _write_embedding(writer: SafetensorsWriter, st: int8.SafetensorsFile, name: str,
                      keep: torch.Tensor | None, dtype: torch.dtype,
                      scales: dict[str, torch.Tensor], chunk_rows: int) -> None:
-    """Quantize (or cast) the embedding in row chunks: never the whole fp32 matrix at once."""
+    """Quantize (or cast) the embedding in row blocks: never the whole fp32 matrix at once."""
     rows = st.entries[name]["shape"][0]
     parts: list[torch.Tensor] = []
-    chunks: list[torch.Tensor] = []
-    for start in range(0, rows, chunk_rows):
-        block = st.read(name, slice(start, start + chunk_rows)).float()
-        if keep is not None:
-            sel = keep[(keep >= start) & (keep < start + chunk_rows)] - start
-            block = block[sel]
-        if dtype == torch.int8:
-            q, s = int8.quantize_rows(block)
-            chunks.append(q)
-            parts.append(s)
-        else:
-            chunks.append(block.to(torch.bfloat16))
-    writer.write(EMBEDDING, torch.cat(chunks))
+
+    def blocks() -> Iterator[torch.Tensor]:
+        for start in range(0, rows, chunk_rows):
+            block = st.read(name, slice(start, start + chunk_rows)).float()
+            if keep is not None:
+                block = block[keep[(keep >= start) & (keep < start + chunk_rows)] - start]
+            if dtype == torch.int8:
+                q, scale = int8.quantize_rows(block)
+                parts.append(scale)
+                yield q
+            else:
+                yield block.to(torch.bfloat16)
+
+    writer.write_rows(EMBEDDING, blocks())
     if parts:
         scales[EMBEDDING.replace(".weight", ".scale")] = torch.cat(parts)
 
@@ -464,7 +475,17 @@ def teacher_forced_argmax(model: Any, ids: torch.Tensor) -> torch.Tensor:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set so far, in MB (Linux reports KiB)."""
+    """This process's peak resident set so far, in MB.
+
+    Linux: ``VmHWM`` (``ru_maxrss`` would carry the parent's peak across fork + exec).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

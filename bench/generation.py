@@ -1,0 +1,360 @@
+"""Benchmark the generation backends on a random model of bloomz-1b7's exact shape.
+
+    python bench/generation.py [--cache DIR] [--backends fp32,bf16,bnb-int8,torch-int8,...]
+
+Builds once (cached under ~/.cache/chime-bench) a random BLOOM (vocabulary 250 880, hidden
+2048, 24 layers, 16 heads) in fp16 like the hub's, an r=16 LoRA pickled like the hub's, and a
+synthetic byte-level BPE tokenizer of the same size (so vocabulary pruning has real work);
+then pulls, builds and loads them through chime's own code. Each backend runs in its own
+process, so its peak RSS is its own. Printed per backend: load time, peak RSS after loading
+and after generating, decode tok/s, teacher-forced argmax agreement with fp32, and the
+bandwidth-bound limit (bytes read per token / measured memory read bandwidth).
+
+Variants: ``torch-int8`` (merged LoRA, default kernel), ``torch-int8-wo`` (weight-only
+kernel), ``torch-int8-sep`` (LoRA kept separate), ``torch-int8-40k`` (vocabulary pruned to
+~40 000 tokens). The fp32 run needs ~10 GB of RAM; run backends one at a time if short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SHAPE = {"vocab_size": 250880, "hidden_size": 2048, "n_layer": 24, "n_head": 16}
+ALL = ["fp32", "bf16", "bnb-int8", "torch-int8", "torch-int8-wo", "torch-int8-sep",
+       "torch-int8-40k"]
+PROMPT_TOKENS, NEW_TOKENS, FORCED = 24, 32, (2, 64)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mb() -> float:
+    from daemon.generation.model import peak_rss_mb
+
+    return peak_rss_mb()
+
+
+# ---- the cached random model ----------------------------------------------------------------
+
+
+def _tokenizer(vocab_size: int) -> dict[str, Any]:
+    """A byte-level BPE tokenizer.json of ``vocab_size`` tokens: ~15 % Chinese, ~35 % Latin
+    words, the rest other scripts — every token reachable through its prefix merges."""
+    from daemon.generation.vocab import byte_decoder
+
+    enc = {b: c for c, b in byte_decoder().items()}
+    rng = random.Random(0)
+    pools = [
+        (0.15, [chr(c) for c in range(0x4E00, 0x9FA5)], (1, 3)),
+        (0.35, list("abcdefghijklmnopqrstuvwxyz"), (2, 8)),
+        (0.15, [chr(c) for c in range(0x0430, 0x0450)], (2, 7)),  # Cyrillic
+        (0.15, [chr(c) for c in range(0x0627, 0x064B)], (2, 6)),  # Arabic
+        (0.10, [chr(c) for c in range(0x0905, 0x0939)], (2, 5)),  # Devanagari
+        (0.10, [chr(c) for c in range(0x0E01, 0x0E2F)], (2, 5)),  # Thai
+    ]
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    vocab = {t: i for i, t in enumerate(specials)}
+    for ch in sorted(enc.values()):
+        vocab[ch] = len(vocab)
+    merges: list[list[str]] = []
+    target = vocab_size - 200  # BLOOM's matrix has padding rows beyond the tokenizer
+    while len(vocab) < target:
+        _, chars, (lo, hi) = rng.choices(pools, weights=[p[0] for p in pools])[0]
+        word = ("Ġ" if rng.random() < 0.3 else "") + "".join(
+            "".join(enc[b] for b in rng.choice(chars).encode()) for _ in range(rng.randint(lo, hi)))
+        for end in range(2, len(word) + 1):  # prefix merges: w[:end-1] + w[end-1]
+            piece, left, right = word[:end], word[: end - 1], word[end - 1]
+            if piece not in vocab and len(vocab) < target:
+                vocab[piece] = len(vocab)
+                merges.append([left, right])
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False,
+                          "rstrip": False, "normalized": False, "special": True}
+                         for i, t in enumerate(specials)],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                          "use_regex": True},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                    "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
+
+
+def prepare(cache: Path) -> Path:
+    """The random hub-like model and LoRA under ``cache/hub`` (built once)."""
+    hub = cache / "hub"
+    if (hub / "done").exists():
+        return hub
+    import torch
+    from transformers import BloomConfig, PreTrainedTokenizerFast
+
+    from daemon.generation.model import SafetensorsWriter
+
+    base, adapter = hub / "base", hub / "adapter"
+    base.mkdir(parents=True, exist_ok=True)
+    adapter.mkdir(parents=True, exist_ok=True)
+    print("building the random bloomz-1b7-shaped model (once)…", flush=True)
+    (base / "tokenizer.json").write_text(json.dumps(_tokenizer(SHAPE["vocab_size"])))
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(base / "tokenizer.json"), unk_token="<unk>",
+                                  bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    tok.save_pretrained(base)
+    config = BloomConfig(**SHAPE, bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    config.save_pretrained(base)
+    h, v = SHAPE["hidden_size"], SHAPE["vocab_size"]
+    plan: list[tuple[str, Any, list[int]]] = [("word_embeddings.weight", torch.float16, [v, h])]
+    for norm in ("word_embeddings_layernorm", ):
+        plan += [(f"{norm}.weight", torch.float16, [h]), (f"{norm}.bias", torch.float16, [h])]
+    for i in range(SHAPE["n_layer"]):
+        for name, shape in [("input_layernorm", [h]), ("post_attention_layernorm", [h])]:
+            plan += [(f"h.{i}.{name}.weight", torch.float16, shape),
+                     (f"h.{i}.{name}.bias", torch.float16, shape)]
+        for name, (out, inp) in [("self_attention.query_key_value", (3 * h, h)),
+                                 ("self_attention.dense", (h, h)),
+                                 ("mlp.dense_h_to_4h", (4 * h, h)),
+                                 ("mlp.dense_4h_to_h", (h, 4 * h))]:
+            plan += [(f"h.{i}.{name}.weight", torch.float16, [out, inp]),
+                     (f"h.{i}.{name}.bias", torch.float16, [out])]
+    plan += [("ln_f.weight", torch.float16, [h]), ("ln_f.bias", torch.float16, [h])]
+    gen = torch.Generator().manual_seed(0)
+    writer = SafetensorsWriter(base / "model.safetensors", plan, {"format": "pt"})
+    for name, dtype, shape in plan:
+        if len(shape) == 1:
+            fill = 1.0 if name.endswith("norm.weight") else 0.0
+            tensor = torch.full(shape, fill) if "norm" in name else torch.randn(shape) * 0.01
+        else:
+            tensor = torch.randn(shape, generator=gen) * 0.02
+        writer.write(name, tensor.to(dtype))
+    writer.close()
+    lora = {}
+    for i in range(SHAPE["n_layer"]):
+        key = f"base_model.model.transformer.h.{i}.self_attention.query_key_value"
+        lora[f"{key}.lora_A.weight"] = torch.randn(16, h, generator=gen) * 0.02
+        lora[f"{key}.lora_B.weight"] = torch.randn(3 * h, 16, generator=gen) * 0.02
+    torch.save(lora, adapter / "adapter_model.bin")  # pickled, like the hub's
+    (adapter / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 16, "lora_alpha": 32,
+        "lora_dropout": 0.05, "target_modules": ["query_key_value"], "bias": "none",
+        "fan_in_fan_out": False, "base_model_name_or_path": "bigscience/bloomz-1b7"}))
+    (hub / "done").write_text("ok")
+    return hub
+
+
+def install(cache: Path, hub: Path) -> dict[str, Path]:
+    """Pull (converting the pickle) and build each artifact variant once; their models dirs."""
+    from daemon.generation import files as f
+    from daemon.generation import model
+
+    root = cache / "models"
+    dirs = {"merged": root / "merged", "sep": root / "sep", "40k": root / "40k"}
+    for key, folder in dirs.items():
+        files = f.ModelFiles(folder)
+        if not files.missing("int8"):
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        if files.missing("base"):
+            if key == "merged":
+                f.pull(str(hub / "base"), "base", files)
+                f.pull(str(hub / "adapter"), "adapter", files)
+            else:  # share the pulled files
+                for part in ("base", "adapter"):
+                    (folder / part).symlink_to(dirs["merged"] / part)
+        started = time.monotonic()
+        meta = model.build(files, merge=key != "sep", vocab=40000 if key == "40k" else 0)
+        print(f"built {key}: {meta['size_bytes'] / 1e9:.2f} GB, vocabulary {meta['vocab_size']},"
+              f" {time.monotonic() - started:.0f}s", flush=True)
+    return dirs
+
+
+# ---- one backend, in its own process ---------------------------------------------------------
+
+
+def read_bandwidth_gbs(runs: int = 8) -> float:
+    """Memory read bandwidth with torch's threads (best of ``runs`` sums over 1 GiB)."""
+    import torch
+
+    big = torch.ones(256 * 2**20)  # far beyond any cache
+    best = 0.0
+    for _ in range(runs):
+        started = time.perf_counter()
+        big.sum()
+        best = max(best, big.numel() * 4 / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
+    import torch
+
+    from daemon.generation import model
+    from daemon.generation.files import ModelFiles
+
+    backend = "torch-int8" if name.startswith("torch-int8") else name
+    folder = dirs["sep" if name.endswith("-sep") else "40k" if name.endswith("-40k")
+                  else "merged"]
+    kernel = "weight-only" if name.endswith("-wo") else "auto"
+    started = time.monotonic()
+    loaded = model.load(ModelFiles(folder), backend, "cpu", kernel)
+    model.trim_memory()
+    load_s = time.monotonic() - started
+    after_load, steady = peak_mb(), rss_mb()
+    net = loaded.model
+    gen = torch.Generator().manual_seed(1)
+    vocab_rows = net.config.vocab_size
+    kept = None
+    if vocab_rows < SHAPE["vocab_size"]:  # pruned: inputs from the kept ids, compared in old ids
+        from daemon.generation.vocab import prune_tokenizer
+
+        tok = json.loads((folder / "base" / "tokenizer.json").read_text())
+        kept = torch.tensor(prune_tokenizer(tok, 40000)[1])
+
+    def pick(n: int) -> Any:
+        return torch.randint(4, vocab_rows, (1, n), generator=gen)
+
+    prompt = pick(PROMPT_TOKENS)
+    options = {"do_sample": False, "pad_token_id": 3, "eos_token_id": None}
+    decode = 0.0
+    with torch.inference_mode():
+        for _ in range(2):  # best of two: the machine is shared
+            t0 = time.perf_counter()
+            net.generate(prompt, max_new_tokens=1, min_new_tokens=1, **options)
+            t1 = time.perf_counter()
+            net.generate(prompt, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, **options)
+            t2 = time.perf_counter()
+            decode = max(decode, (NEW_TOKENS - 1) / ((t2 - t1) - (t1 - t0)))
+    forced = [pick(FORCED[1]) for _ in range(FORCED[0])]
+    argmax = []
+    for ids in forced:
+        out = model.teacher_forced_argmax(net, ids)
+        if kept is not None:
+            out = kept[out]
+        argmax.append(out)
+    generated = peak_mb()
+    bandwidth = read_bandwidth_gbs()  # right after decoding, on the same cores (1 GiB buffer)
+    result = {"backend": name, "load_s": round(load_s, 1), "peak_load_mb": round(after_load),
+              "rss_after_load_mb": round(steady), "peak_mb": round(generated),
+              "decode_tok_s": round(decode, 2), "info": loaded.info}
+    ref_path = cache / "fp32_argmax.json"
+    inputs = [(kept[ids] if kept is not None else ids).tolist() for ids in forced]
+    if name == "fp32":
+        ref_path.write_text(json.dumps({"inputs": inputs,
+                                        "argmax": [a.tolist() for a in argmax]}))
+    if ref_path.exists() and kept is None:
+        ref = json.loads(ref_path.read_text())
+        if ref["inputs"] == inputs:
+            same = sum(int((torch.tensor(r) == a).sum()) for r, a in zip(ref["argmax"], argmax,
+                                                                          strict=True))
+            result["agreement"] = round(same / sum(a.numel() for a in argmax), 3)
+    if kept is not None:
+        result["agreement"], result["agreement_kept"] = _pruned_agreement(cache, argmax, kept)
+    int8_bytes = _bytes_per_token(folder, backend, vocab_rows)
+    result.update(bandwidth_gbs=round(bandwidth, 1), gb_per_token=round(int8_bytes / 1e9, 2),
+                  limit_tok_s=round(bandwidth * 1e9 / int8_bytes, 1))
+    result["of_limit"] = round(result["decode_tok_s"] / result["limit_tok_s"], 2)
+    return result
+
+
+def _pruned_agreement(cache: Path, argmax: list[Any], kept: Any) -> tuple[Any, Any]:
+    """Agreement with fp32 on the same inputs (old ids): overall, and where fp32's choice is
+    a token the pruned vocabulary kept (random weights spread fp32's choices over all ids)."""
+    path = cache / "fp32_argmax_pruned.json"
+    if not path.exists():
+        return None, None
+    import torch
+
+    ref = torch.tensor(json.loads(path.read_text()))
+    got = torch.stack([a.reshape(-1) for a in argmax])
+    keep = torch.isin(ref, kept)
+    same = ref == got
+    return round(float(same.float().mean()), 3), round(float(same[keep].float().mean()), 3)
+
+
+def _bytes_per_token(folder: Path, backend: str, vocab_rows: int) -> int:
+    """Weight bytes read for one token: every linear layer and the output matrix, once."""
+    h, layers = SHAPE["hidden_size"], SHAPE["n_layer"]
+    linear = layers * (3 * h * h + h * h + 8 * h * h)
+    width = {"fp32": 4, "bf16": 2, "bnb-int8": 1, "torch-int8": 1}[backend]
+    head = {"fp32": 4, "bf16": 2, "bnb-int8": 2, "torch-int8": 1}[backend]  # bnb: fp16 head
+    return linear * width + vocab_rows * h * head
+
+
+def fp32_on_pruned_inputs(cache: Path, dirs: dict[str, Path]) -> None:
+    """fp32 argmax on the inputs the pruned run uses (old ids), for its agreement figure."""
+    import torch
+
+    from daemon.generation import model
+    from daemon.generation.files import ModelFiles
+    from daemon.generation.vocab import prune_tokenizer
+
+    tok = json.loads((dirs["merged"] / "base" / "tokenizer.json").read_text())
+    kept = torch.tensor(prune_tokenizer(tok, 40000)[1])
+    loaded = model.load(ModelFiles(dirs["merged"]), "fp32", "cpu")
+    gen = torch.Generator().manual_seed(1)
+    torch.randint(4, len(kept), (1, PROMPT_TOKENS), generator=gen)  # same draws as run_one
+    forced = [torch.randint(4, len(kept), (1, FORCED[1]), generator=gen) for _ in
+              range(FORCED[0])]
+    out = [model.teacher_forced_argmax(loaded.model, kept[ids]).tolist() for ids in forced]
+    (cache / "fp32_argmax_pruned.json").write_text(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path,
+                        default=Path.home() / ".cache" / "chime-bench" / "generation")
+    parser.add_argument("--backends", default=",".join(ALL))
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                      HF_HUB_DISABLE_PROGRESS_BARS="1")
+    dirs = {"merged": args.cache / "models" / "merged", "sep": args.cache / "models" / "sep",
+            "40k": args.cache / "models" / "40k"}
+    if args.run == "fp32-pruned":
+        fp32_on_pruned_inputs(args.cache, dirs)
+        return
+    if args.run:
+        print(json.dumps(run_one(args.run, args.cache, dirs)), flush=True)
+        return
+    install(args.cache, prepare(args.cache))
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    for name in names:
+        if name == "torch-int8-40k" and not (args.cache / "fp32_argmax_pruned.json").exists() \
+                and "fp32" in names:
+            subprocess.run([sys.executable, __file__, "--cache", str(args.cache),
+                            "--run", "fp32-pruned"], check=False)
+        done = subprocess.run([sys.executable, __file__, "--cache", str(args.cache),
+                               "--run", name], capture_output=True, text=True, check=False)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        if done.returncode or not lines:
+            print(f"{name}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}",
+                  flush=True)
+            continue
+        r = json.loads(lines[-1])
+        print(f"{name:15} load {r['load_s']:5.1f}s  peak load {r['peak_load_mb']:6d} MB  "
+              f"rss after load {r['rss_after_load_mb']:6d} MB  peak {r['peak_mb']:6d} MB  "
+              f"decode {r['decode_tok_s']:5.2f} tok/s  limit {r['limit_tok_s']:5.1f} tok/s "
+              f"({r['of_limit']:.0%}; {r['gb_per_token']} GB/token at "
+              f"{r['bandwidth_gbs']} GB/s)  agreement {r.get('agreement')}"
+              + (f" ({r['agreement_kept']} where fp32 picks a kept token)"
+                 if "agreement_kept" in r else "") + "  "
+              f"[{r['info'].get('engine', '')}]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
