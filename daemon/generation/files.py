@@ -164,8 +164,11 @@ def _hub_source(repo: str, revision: str | None) -> tuple[list[str], dict[str, s
 
 
 def _local_source(folder: Path) -> tuple[list[str], dict[str, str], str, Fetch]:
+    def fetch(name: str, dest: Path) -> None:
+        shutil.copyfile(folder / name, dest)
+
     names = sorted(p.name for p in folder.iterdir() if p.is_file())
-    return names, {}, "local", lambda name, dest: shutil.copyfile(folder / name, dest)
+    return names, {}, "local", fetch
 
 
 def pull(source: str, part: str, files: ModelFiles, revision: str | None = None) -> dict[str, Any]:

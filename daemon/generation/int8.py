@@ -111,7 +111,7 @@ class SafetensorsFile:
             offset, nbytes, shape = offset + start * row, (stop - start) * row, [stop - start,
                                                                                  *shape[1:]]
         out = torch.empty(shape, dtype=dtype)
-        buf = memoryview(out.view(-1).view(torch.uint8).numpy()) if nbytes else None
+        buf = out.view(-1).view(torch.uint8).numpy().data if nbytes else None
         done = 0
         while buf is not None and done < nbytes:
             got = os.preadv(self._fd, [buf[done:]], offset + done)
@@ -129,6 +129,10 @@ class SafetensorsFile:
 
 class Int8Linear(nn.Module):
     """``y = x @ (q * scale).T + bias`` with int8 ``q``, on the chosen kernel."""
+
+    weight: torch.Tensor
+    scale: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
                  engine: str | None) -> None:
@@ -168,6 +172,9 @@ class Int8Linear(nn.Module):
 class Int8Embedding(nn.Module):
     """Row lookup in a mapped int8 matrix (only the rows used become resident)."""
 
+    weight: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, q: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = q.shape
@@ -181,6 +188,8 @@ class Int8Embedding(nn.Module):
 class Bf16Embedding(nn.Module):
     """Row lookup in a mapped bf16 matrix, returned as fp32."""
 
+    weight: torch.Tensor
+
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = weight.shape
@@ -193,6 +202,8 @@ class Bf16Embedding(nn.Module):
 class Bf16Head(nn.Module):
     """The output layer on a mapped bf16 matrix (tied to ``Bf16Embedding``)."""
 
+    weight: torch.Tensor
+
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
@@ -203,6 +214,9 @@ class Bf16Head(nn.Module):
 
 class LoraLinear(nn.Module):
     """A kept-separate LoRA on top of an int8 layer: ``base(x) + scaling * B(A(x))``."""
+
+    lora_a: torch.Tensor
+    lora_b: torch.Tensor
 
     def __init__(self, base: nn.Module, a: torch.Tensor, b: torch.Tensor, scaling: float) -> None:
         super().__init__()

@@ -278,7 +278,7 @@ class LoraGenerator:
             results: dict[int, dict[str, Any]] = {}
             try:
                 while True:
-                    event = self._wait(worker, deadline) if sent else _EOF
+                    event: Any = self._wait(worker, deadline) if sent else _EOF
                     if event is _EOF:
                         if worker.said_bye and not results and attempt == 1:
                             break  # it idled out as we wrote: start a fresh one

@@ -139,7 +139,7 @@ def load_hf(files: ModelFiles, backend: str, device: str) -> Loaded:
         kwargs["device_map"] = {"": device}
     try:
         tokenizer = AutoTokenizer.from_pretrained(files.base)
-        model = AutoModelForCausalLM.from_pretrained(files.base, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(files.base, **kwargs)
         if backend != "bnb-int8":
             model = model.to(device)
         model = PeftModel.from_pretrained(model, files.adapter).eval()
@@ -233,6 +233,8 @@ def load_int8(files: ModelFiles, kernel: str = "auto") -> Loaded:
                 layer = int8.LoraLinear(layer, *lora.pop(name), scaling)
             _set_module(model, name, layer)
             done.update(keys)
+            del q
+            trim_memory()  # the read buffers interleave with packed weights: give them back
         if lora:
             raise GenerationError(f"adapter targets unknown layers: {sorted(lora)[:3]}")
         rest = {k: st.read(k).float() for k in st.entries
@@ -257,7 +259,9 @@ def load_int8(files: ModelFiles, kernel: str = "auto") -> Loaded:
 def _aligned(plan: list[tuple[str, torch.dtype, list[int]]]
              ) -> tuple[list[tuple[str, torch.dtype, list[int]]], dict[str, int]]:
     """The plan with int8 padding tensors so that every tensor starts on a 64-byte boundary."""
-    out, sizes, offset = [], {}, 0
+    out: list[tuple[str, torch.dtype, list[int]]] = []
+    sizes: dict[str, int] = {}
+    offset = 0
     for name, dtype, shape in plan:
         gap = -offset % ALIGN
         if gap:
