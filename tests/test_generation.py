@@ -14,7 +14,7 @@ from daemon.config import load_settings
 from daemon.errors import ConfigError, GenerationError
 from daemon.generation import validate
 from daemon.generation.base import WithFallback
-from daemon.generation.files import ModelFiles, pull, write_json
+from daemon.generation.files import ModelFiles, _wanted, pull, write_json
 from daemon.generation.lora import LoraGenerator, memory_need_mb, second_seed, unavailable
 from daemon.generation.template import TemplateGenerator
 from tests.generation_fixtures import copy_models, installed, model_settings, tiny  # noqa: F401
@@ -177,3 +177,18 @@ def test_pull_without_weights_is_a_clear_error(tmp_path: Path) -> None:
     files.root.mkdir()
     with pytest.raises(GenerationError, match="has no base weights"):
         pull(str(source), "base", files)
+
+
+def test_only_the_needed_hub_files_are_fetched() -> None:
+    hub_base = ["README.md", ".gitattributes", "config.json", "flax_model.msgpack",
+                "model.safetensors", "pytorch_model.bin", "special_tokens_map.json",
+                "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(_wanted(hub_base, "base")) == [
+        "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+        "tokenizer_config.json"]
+    old_base = [n for n in hub_base if n != "model.safetensors"]
+    assert "pytorch_model.bin" in _wanted(old_base, "base")  # converted once, at pull time
+    hub_lora = ["README.md", "adapter_config.json", "adapter_model.bin"]
+    assert _wanted(hub_lora, "adapter") == ["adapter_config.json", "adapter_model.bin"]
+    assert _wanted([*hub_lora, "adapter_model.safetensors"], "adapter") == [
+        "adapter_config.json", "adapter_model.safetensors"]

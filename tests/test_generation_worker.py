@@ -82,6 +82,9 @@ def test_batch_written_validated_and_worker_kept_warm(installed: ModelFiles,  # 
         assert first[1].info["fallback_reason"].startswith("rejected")
         assert guard.admits == 1
         pid = lora.pid
+        environ = Path(f"/proc/{pid}/environ")
+        if environ.exists():  # the worker never reaches the hub
+            assert b"HF_HUB_OFFLINE=1" in environ.read_bytes().split(b"\0")
         second = generator.generate([_request("c", "喝水", seed=7)])
         assert second[0].generator == "lora" and second[0].info["warm"] is True
         assert lora.pid == pid and guard.admits == 1

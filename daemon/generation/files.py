@@ -223,7 +223,13 @@ def convert_pickle(path: Path) -> Path:
         raise GenerationError(f"cannot read {path.name}: {exc}".splitlines()[0]) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise GenerationError(f"{path.name} is not a state dict of tensors")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(target),
-              metadata={"format": "pt", "converted_from": path.name})
+    tensors: dict[str, Any] = {}
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    for key, value in state.items():  # a tied copy (lm_head = embeddings) is stored once
+        spot = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if spot not in seen:
+            seen.add(spot)
+            tensors[key] = value.contiguous()
+    save_file(tensors, str(target), metadata={"format": "pt", "converted_from": path.name})
     path.unlink()
     return target
