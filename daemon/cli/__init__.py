@@ -6,6 +6,7 @@ Every ``ChimeError`` is caught here once and printed as one line on stderr
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -67,6 +68,11 @@ def get_app(ctx: click.Context) -> App:
 
 
 pass_app = click.make_pass_decorator(_LazyApp)
+
+
+def echo_json(data: Any) -> None:
+    """Print machine-readable output (``--json``): UTF-8 as is, indented."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 # Command modules register themselves on ``main`` when imported.
 from daemon.cli import calendars, context, events, model, outputs, service  # noqa: E402,F401

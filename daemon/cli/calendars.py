@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,20 +10,16 @@ import click
 
 from daemon import calendars
 from daemon.calendars.apply import Outcome, decode, read_text
-from daemon.cli import get_app, main
+from daemon.cli import echo_json, get_app, main
 
 
 def _app():  # type: ignore[no-untyped-def]
     return get_app(click.get_current_context())
 
 
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
 def _report(outcome: Outcome, as_json: bool, extra: dict[str, Any] | None = None) -> None:
     if as_json:
-        _emit_json({**(extra or {}), **outcome.view()})
+        echo_json({**(extra or {}), **outcome.view()})
         return
     click.echo(outcome.summary())
     for problem in outcome.skipped:
@@ -75,7 +70,7 @@ def subscribe(url: str, every: str | None, as_json: bool) -> None:
     sub = calendars.subscribe(app, url, every)
     result = calendars.sync(app, app.clock.now(), [sub.id], force=True)[0]
     if as_json:
-        _emit_json(result.view())
+        echo_json(result.view())
         return
     click.echo(f"subscribed: {sub.id}")
     if result.error:
@@ -90,7 +85,7 @@ def subscriptions_(as_json: bool) -> None:
     """List calendar subscriptions with their state."""
     items = calendars.subscriptions(_app())
     if as_json:
-        _emit_json(items)
+        echo_json(items)
         return
     if not items:
         click.echo("no subscriptions yet: chime subscribe URL")
@@ -117,7 +112,7 @@ def sync(subscription_ids: tuple[int, ...], as_json: bool) -> None:
     app = _app()
     results = calendars.sync(app, app.clock.now(), list(subscription_ids) or None, force=True)
     if as_json:
-        _emit_json([r.view() for r in results])
+        echo_json([r.view() for r in results])
         return
     if not results:
         click.echo("no subscriptions yet: chime subscribe URL")

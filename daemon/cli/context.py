@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
 from daemon.app import App
-from daemon.cli import get_app, main
+from daemon.cli import echo_json, get_app, main
 from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.timeparse import parse_when
@@ -51,7 +50,7 @@ def context_cmd(when: str, tz: str | None, task: str, offline: bool, as_json: bo
     """Show the weather (live/cache/unknown), day, part of day and prompt for a time."""
     report = context_report(get_app(click.get_current_context()), when, tz, task, offline)
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        echo_json(report)
         return
     details = [report["weather_source"]]
     if report["temperature"] is not None:

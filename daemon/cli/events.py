@@ -3,20 +3,15 @@ snooze, done, status, run."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
 from daemon import reminders
-from daemon.cli import get_app, main
+from daemon.cli import echo_json, get_app, main
 from daemon.store import repo
 from daemon.timeparse import parse_duration
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def _app():  # type: ignore[no-untyped-def]
@@ -48,7 +43,7 @@ def list_(as_json: bool) -> None:
     """List reminders with their next occurrence."""
     items = reminders.upcoming(_app())
     if as_json:
-        emit_json(items)
+        echo_json(items)
         return
     if not items:
         click.echo("no reminders yet: chime add TEXT --at WHEN")
@@ -65,7 +60,7 @@ def show(event_id: int, as_json: bool) -> None:
     """Show one reminder, its next occurrences and its history."""
     view = reminders.show(_app(), event_id)
     if as_json:
-        emit_json(view)
+        echo_json(view)
         return
     for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
@@ -121,7 +116,7 @@ def log_(limit: int, as_json: bool) -> None:
     """Show delivered, late, missed and failed reminders, newest first."""
     rows = reminders.log(_app(), limit)
     if as_json:
-        emit_json(rows)
+        echo_json(rows)
         return
     for r in rows:
         click.echo(f"{r['id']:>5}  {r['scheduled_at']}  {r['status']:<9}  {r['task']}"
@@ -137,7 +132,7 @@ def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
     """Write the reminder text now, without storing or delivering anything."""
     result = reminders.preview(_app(), text, when, tz)
     if as_json:
-        emit_json(result)
+        echo_json(result)
         return
     click.echo(result["message"])
     click.echo(f"({result['generator']}; {result['prompt']})", err=True)
@@ -187,7 +182,7 @@ def status(as_json: bool) -> None:
         "guard": guard,
     }
     if as_json:
-        emit_json(data)
+        echo_json(data)
     else:
         state = f"running (pid {data['pid']})" if running else "not running"
         click.echo(f"daemon: {state}; last heartbeat {data['heartbeat'] or 'never'}")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any
 
 import click
 
-from daemon.cli import get_app, main
+from daemon.cli import echo_json, get_app, main
 from daemon.errors import ChimeError, InputError
 from daemon.outputs import base as outputs
 from daemon.outputs.base import Reminder
@@ -35,7 +34,7 @@ def list_outputs(as_json: bool) -> None:
     items = [{"name": n, "default": n in defaults, "description": describe(n)}
              for n in outputs.available()]
     if as_json:
-        click.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        echo_json(items)
         return
     for item in items:
         mark = "*" if item["default"] else " "
@@ -64,7 +63,7 @@ def test_output(name: str, task: str, message: str, as_json: bool) -> None:
             raise
         result.update(ok=False, error=str(exc))
     if as_json:
-        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        echo_json(result)
         if not result["ok"]:
             raise SystemExit(1)
         return

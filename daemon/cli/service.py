@@ -8,7 +8,6 @@ a test keeps them equal.
 from __future__ import annotations
 
 import grp
-import json
 import os
 import re
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from daemon.cli import main
+from daemon.cli import echo_json, main
 from daemon.errors import ChimeError, InputError
 
 SYSTEM_UNIT = """\
@@ -275,7 +274,7 @@ def doctor(as_json: bool, hashes: bool) -> None:
     lazy = click.get_current_context().find_root().obj
     report = checks.run(config=lazy.config, db=lazy.db, hashes=hashes)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        echo_json(report.as_dict())
     else:
         click.echo(report.as_text())
     if not report.ok:
