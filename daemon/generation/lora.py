@@ -198,40 +198,47 @@ class LoraGenerator:
         if not requests:
             return []
         with self._lock:
-            deadline = time.monotonic() + self.settings.model.timeout.total_seconds()
-            self._warm = self.worker is not None and self.worker.alive()
-            prompts = [build_prompt(r.context, r.task) for r in requests]
-            items = [(i, prompts[i], r.seed) for i, r in enumerate(requests)]
-            results, error = self._round(items, deadline)
-            checked = {i: self._check(results.get(i), requests[i], prompts[i]) for i in results}
-            again = [(i, prompts[i], second_seed(r.seed)) for i, r in enumerate(requests)
-                     if i in checked and checked[i][1]]
-            retried: dict[int, dict[str, Any]] = {}
-            retry_error = None
-            if again and error is None:
-                try:
-                    retried, retry_error = self._round(again, deadline)
-                except GenerationError as exc:
-                    retry_error = str(exc)
-            drafts: list[Draft | None] = []
-            for i, request in enumerate(requests):
-                if i not in results:
-                    drafts.append(Draft("", self.name, info={**self._info(None),
-                                                             "error": error or "no result"}))
-                    continue
-                text, reasons = checked[i]
-                draft = self._draft(results[i], text, reasons)
-                if reasons:
-                    draft.info["attempts"] = 2
-                    second = retried.get(i)
-                    if second is None:
-                        draft.info["error"] = retry_error or "; ".join(reasons)
-                    else:
-                        text2, reasons2 = self._check(second, request, prompts[i])
-                        draft = self._draft(second, text2, reasons2, attempts=2)
-                        draft.info["first_rejected"] = reasons
-                drafts.append(draft)
-            return drafts
+            try:
+                return self._generate(requests)
+            except BaseException:
+                self.close()  # whatever went wrong (a guard's sensor, a signal), no orphan
+                raise
+
+    def _generate(self, requests: Sequence[Request]) -> list[Draft | None]:
+        deadline = time.monotonic() + self.settings.model.timeout.total_seconds()
+        self._warm = self.worker is not None and self.worker.alive()
+        prompts = [build_prompt(r.context, r.task) for r in requests]
+        items = [(i, prompts[i], r.seed) for i, r in enumerate(requests)]
+        results, error = self._round(items, deadline)
+        checked = {i: self._check(results.get(i), requests[i], prompts[i]) for i in results}
+        again = [(i, prompts[i], second_seed(r.seed)) for i, r in enumerate(requests)
+                 if i in checked and checked[i][1]]
+        retried: dict[int, dict[str, Any]] = {}
+        retry_error = None
+        if again and error is None:
+            try:
+                retried, retry_error = self._round(again, deadline)
+            except GenerationError as exc:
+                retry_error = str(exc)
+        drafts: list[Draft | None] = []
+        for i, request in enumerate(requests):
+            if i not in results:
+                drafts.append(Draft("", self.name, info={**self._info(None),
+                                                         "error": error or "no result"}))
+                continue
+            text, reasons = checked[i]
+            draft = self._draft(results[i], text, reasons)
+            if reasons:
+                draft.info["attempts"] = 2
+                second = retried.get(i)
+                if second is None:
+                    draft.info["error"] = retry_error or "; ".join(reasons)
+                else:
+                    text2, reasons2 = self._check(second, request, prompts[i])
+                    draft = self._draft(second, text2, reasons2, attempts=2)
+                    draft.info["first_rejected"] = reasons
+            drafts.append(draft)
+        return drafts
 
     def _check(self, result: dict[str, Any] | None, request: Request,
                prompt: str) -> tuple[str, list[str]]:
