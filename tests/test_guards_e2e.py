@@ -170,9 +170,6 @@ def test_a_worker_stopped_by_the_guard_falls_back_on_time(
     assert decisions[0]["readings"]["phase"] == "running"
 
 
-@pytest.mark.xfail(strict=True, reason="LoraGenerator passes admit() now + [model] timeout as "
-                   "the deadline, ignoring when the event is: the prepare job outlives the "
-                   "event and the guard's reason is never recorded on the occurrence")
 def test_the_admit_deadline_leaves_time_before_the_event(make_app: Any, board: FakeSysfs) -> None:
     board.set_temp(CPU, 85.0)
     app = make_app(timeout_s=12, wait_step=timedelta(seconds=0.2))  # timeout longer than lead

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from daemon.generation.base import Draft, Request
 from daemon.generation.files import ModelFiles
 from daemon.guards import WorkerGuard
 
+DELIVERY_MARGIN_S = 1.0  # a batch ends this long before its earliest reminder is due
 log = logging.getLogger("daemon.generation.lora")
 wlog = logging.getLogger("daemon.generation.worker")
 _EOF = object()
@@ -182,6 +184,8 @@ class LoraGenerator:
         self._last_ready: dict[str, Any] = {}
         self._peak: float | None = None
         self._warm = False
+        self._checked_at = -1.0  # monotonic time of the last guard check
+        self._budget = settings.model.timeout.total_seconds()
 
     @property
     def pid(self) -> int | None:
@@ -205,7 +209,7 @@ class LoraGenerator:
                 raise
 
     def _generate(self, requests: Sequence[Request]) -> list[Draft | None]:
-        deadline = time.monotonic() + self.settings.model.timeout.total_seconds()
+        deadline = self._deadline(requests)
         self._warm = self.worker is not None and self.worker.alive()
         prompts = [build_prompt(r.context, r.task) for r in requests]
         items = [(i, prompts[i], r.seed) for i, r in enumerate(requests)]
@@ -304,13 +308,27 @@ class LoraGenerator:
             self.close()
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _deadline(self, requests: Sequence[Request]) -> float:
+        """When this batch must be done (monotonic): ``[model] timeout`` from now, but never
+        after the earliest reminder's own time, so that a slow start cannot outlive the event
+        and the reason for a fallback is recorded before delivery."""
+        budget = self.settings.model.timeout.total_seconds()
+        now = datetime.now(timezone.utc)
+        until_event = min(r.context.at for r in requests) - now
+        if until_event.total_seconds() > 0:  # a preview of a past instant keeps the timeout
+            budget = min(budget, until_event.total_seconds() - DELIVERY_MARGIN_S)
+        self._budget = max(budget, 0.0)
+        return time.monotonic() + self._budget
+
     def _worker(self, deadline: float) -> Worker:
         """The warm worker, or a new one once the guard admits it and it has loaded."""
         if self.worker is not None and self.worker.alive():
             return self.worker
         self.close()
         if self.guard is not None:
-            decision = self.guard.admit(deadline)
+            # Waiting for a cool, roomy board may use half the time; loading needs the rest.
+            now = time.monotonic()
+            decision = self.guard.admit(now + (deadline - now) / 2)
             if not decision.ok:
                 raise GenerationError(f"guard: {decision.reason}")
         worker = self.worker = Worker(self.settings, self.python)
@@ -337,16 +355,19 @@ class LoraGenerator:
         """The worker's next event, checking the guard and the deadline meanwhile."""
         every = max(self.settings.guards.check_every.total_seconds(), 0.05)
         while True:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
-                raise _Stop(f"timeout after {self.settings.model.timeout.total_seconds():g}s")
-            event = worker.next(min(every, left))
-            if event is not None:
-                return event
-            if self.guard is not None:
+                raise _Stop(f"timeout after {self._budget:g}s ([model] timeout, or the time "
+                            "left before the reminder is due)")
+            if self.guard is not None and now - self._checked_at >= every:
+                self._checked_at = now  # checked on time even while results stream in
                 decision = self.guard.check()
                 if not decision.ok:
                     raise _Stop(f"guard: {decision.reason}")
+            event = worker.next(min(every, left))
+            if event is not None:
+                return event
 
 
 def measure(settings: Settings) -> dict[str, Any]:
