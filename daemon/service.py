@@ -130,6 +130,7 @@ class Service:
         self.notifier.stopping()
         self.planner.shutdown()
         self.courier.close()
+        self.app.generator.close()  # a warm model worker exits now, not after keep_warm
         return 0
 
     def _reload(self) -> None:
@@ -141,6 +142,7 @@ class Service:
             self.notifier.ready()
             return
         self.courier.close()
+        self.app.generator.close()
         new_app = App(settings, self.app.clock)
         new_app.__dict__["db"] = self.app.db if settings.db_path == self.app.db.path else new_app.db
         self.app = self.courier.app = self.planner.app = new_app

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from daemon.cli import get_app, main
+from daemon.cli import echo_json, get_app, main
 from daemon.errors import InputError
 from daemon.generation import lora
 from daemon.generation.files import dir_size
@@ -86,7 +86,7 @@ def info(as_json: bool) -> None:
     settings = get_app(click.get_current_context()).settings
     report = describe(settings)
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        echo_json(report)
         return
     click.echo(f"models dir: {report['models_dir']}")
     click.echo(f"backend {report['backend']}, device {report['device']}, "

@@ -6,7 +6,6 @@ the CLI process stays free of torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 
 from daemon.config import Settings
 from daemon.doctor import OK, WARNING, Check, Doctor
+from daemon.generation.files import sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HASH_LIMIT = 64 * 1024 * 1024  # bigger files are hashed only with --hashes
@@ -162,14 +162,6 @@ def check_model_files(doc: Doctor) -> Check:
     total = sum(e["bytes"] for e in listing.values()) / 2**20
     return Check("model files", OK, f"{len(weights)} weight file(s), {total:.0f} MiB under "
                  f"{s.models_dir}", data=listing)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def safetensors_counts(path: Path) -> tuple[int, int]:

@@ -49,6 +49,10 @@ class Generator(Protocol):
 
     def generate(self, requests: Sequence[Request]) -> Sequence[Draft | None]: ...
 
+    def close(self) -> None:
+        """Release what it holds (a warm worker process)."""
+        ...
+
 
 class WithFallback:
     """Runs ``primary``; any failure, whole or per request, becomes ``fallback``'s text."""
@@ -86,3 +90,7 @@ class WithFallback:
                 backup.info = {**draft.info, **backup.info}
             out.append(backup)
         return out
+
+    def close(self) -> None:
+        self.primary.close()
+        self.fallback.close()

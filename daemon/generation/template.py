@@ -87,3 +87,6 @@ class TemplateGenerator:
             Draft(text=template_text(r.task, r.context, r.seed), generator=self.name)
             for r in requests
         ]
+
+    def close(self) -> None:
+        """Nothing to release."""
