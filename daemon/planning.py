@@ -13,10 +13,11 @@ So a daily 02:30 reminder neither disappears nor rings twice across DST changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from itertools import takewhile
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -65,19 +66,7 @@ def local_times(
     schedule: Schedule, start_local: datetime, end_local: datetime
 ) -> Iterator[datetime]:
     """Naive local times of ``schedule`` in [start_local, end_local], ascending, exdates removed."""
-    dtstart = datetime.fromisoformat(schedule.dtstart)
-    exdates = {datetime.fromisoformat(x) for x in schedule.exdates}
-    rdates = sorted(datetime.fromisoformat(x) for x in schedule.rdates)
-    times: Iterable[datetime]
-    if schedule.rrule:
-        rule = rule_near(schedule.rrule, dtstart, start_local)
-        times = rule.between(start_local, end_local, inc=True)
-    else:
-        times = [dtstart] if start_local <= dtstart <= end_local else []
-    extra = [d for d in rdates if start_local <= d <= end_local]
-    for t in sorted(set(times).union(extra)):
-        if t not in exdates:
-            yield t
+    return takewhile(lambda t: t <= end_local, _iter_after(schedule, start_local, end_local))
 
 
 @lru_cache(maxsize=16384)
@@ -147,7 +136,8 @@ def next_occurrence(
 def _iter_after(
     schedule: Schedule, start_local: datetime, end_local: datetime
 ) -> Iterator[datetime]:
-    """Like local_times, but lazy for rules, so the first hit ends the search quickly."""
+    """Local times from ``start_local`` on, ascending and lazy (the first hit ends a search
+    quickly); a rule is followed up to ``end_local``, one-offs and rdates whenever they are."""
     dtstart = datetime.fromisoformat(schedule.dtstart)
     exdates = {datetime.fromisoformat(x) for x in schedule.exdates}
     rdates = sorted(d for d in (datetime.fromisoformat(x) for x in schedule.rdates)
