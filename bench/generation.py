@@ -106,7 +106,7 @@ def prepare(cache: Path) -> Path:
     import torch
     from transformers import BloomConfig, PreTrainedTokenizerFast
 
-    from daemon.generation.model import SafetensorsWriter
+    from daemon.generation.int8 import SafetensorsWriter
 
     base, adapter = hub / "base", hub / "adapter"
     base.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,9 @@ import os
 import platform
 import struct
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -228,3 +229,67 @@ class LoraLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         delta = (x.float() @ self.lora_a.T) @ self.lora_b.T
         return self.base(x) + (self.scaling * delta).to(x.dtype)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+PAD = "chime.pad"  # padding tensors' name prefix
+ALIGN = 64  # every tensor starts on this boundary in the file
+
+
+def aligned(plan: list[tuple[str, torch.dtype, list[int]]]
+             ) -> tuple[list[tuple[str, torch.dtype, list[int]]], dict[str, int]]:
+    """The plan with int8 padding tensors so that every tensor starts on a 64-byte boundary."""
+    out: list[tuple[str, torch.dtype, list[int]]] = []
+    sizes: dict[str, int] = {}
+    offset = 0
+    for name, dtype, shape in plan:
+        gap = -offset % ALIGN
+        if gap:
+            pad = f"{PAD}.{len(sizes)}"
+            sizes[pad] = gap
+            out.append((pad, torch.int8, [gap]))
+            offset += gap
+        out.append((name, dtype, shape))
+        offset += dtype.itemsize * int(torch.Size(shape).numel())
+    return out, sizes
+
+
+class SafetensorsWriter:
+    """Writes a safetensors file tensor by tensor, so no more than one is in memory at a time."""
+
+    CODES: ClassVar[dict[torch.dtype, str]] = {
+        torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+
+    def __init__(self, path: Path, plan: list[tuple[str, torch.dtype, list[int]]],
+                 metadata: dict[str, str]) -> None:
+        header: dict[str, Any] = {"__metadata__": metadata}
+        offset = 0
+        for name, dtype, shape in plan:
+            size = dtype.itemsize * int(torch.Size(shape).numel())
+            header[name] = {"dtype": self.CODES[dtype], "shape": shape,
+                            "data_offsets": [offset, offset + size]}
+            offset += size
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-(8 + len(raw)) % ALIGN)  # the data starts aligned too
+        self.fh = path.open("wb")
+        self.fh.write(struct.pack("<Q", len(raw)) + raw)
+        self.plan = iter(plan)
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        self.write_rows(name, [tensor])
+
+    def write_rows(self, name: str, blocks: Iterable[torch.Tensor]) -> None:
+        """Write the next planned tensor from consecutive row blocks."""
+        want, dtype, shape = next(self.plan)
+        rows = 0
+        for block in blocks:
+            if (want, block.dtype, list(block.shape[1:])) != (name, dtype, shape[1:]):
+                raise AssertionError(f"write order: expected {want}, got {name}")
+            self.fh.write(block.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            rows += block.shape[0] if block.dim() else 1
+        if rows != (shape[0] if shape else 1):
+            raise AssertionError(f"{name}: wrote {rows} rows of {shape}")
+
+    def close(self) -> None:
+        self.fh.close()

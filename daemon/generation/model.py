@@ -13,13 +13,12 @@ import logging
 import os
 import platform
 import shutil
-import struct
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,8 +31,6 @@ from daemon.generation.vocab import prune_tokenizer
 
 log = logging.getLogger("daemon.generation.model")
 EMBEDDING = "transformer.word_embeddings.weight"
-PAD = "chime.pad"
-ALIGN = 64
 
 
 @dataclass
@@ -238,7 +235,7 @@ def load_int8(files: ModelFiles, kernel: str = "auto") -> Loaded:
         if lora:
             raise GenerationError(f"adapter targets unknown layers: {sorted(lora)[:3]}")
         rest = {k: st.read(k).float() for k in st.entries
-                if k not in done and not k.startswith(PAD)}
+                if k not in done and not k.startswith(int8.PAD)}
         model.load_state_dict(rest, strict=False, assign=True)
     except GenerationError:
         raise
@@ -254,64 +251,6 @@ def load_int8(files: ModelFiles, kernel: str = "auto") -> Loaded:
             "embedding": meta.get("embedding", "int8"), "vocab_size": config.vocab_size,
             "machine": platform.machine()}
     return Loaded(model, tokenizer, "torch-int8", "cpu", info)
-
-
-def _aligned(plan: list[tuple[str, torch.dtype, list[int]]]
-             ) -> tuple[list[tuple[str, torch.dtype, list[int]]], dict[str, int]]:
-    """The plan with int8 padding tensors so that every tensor starts on a 64-byte boundary."""
-    out: list[tuple[str, torch.dtype, list[int]]] = []
-    sizes: dict[str, int] = {}
-    offset = 0
-    for name, dtype, shape in plan:
-        gap = -offset % ALIGN
-        if gap:
-            pad = f"{PAD}.{len(sizes)}"
-            sizes[pad] = gap
-            out.append((pad, torch.int8, [gap]))
-            offset += gap
-        out.append((name, dtype, shape))
-        offset += dtype.itemsize * int(torch.Size(shape).numel())
-    return out, sizes
-
-
-class SafetensorsWriter:
-    """Writes a safetensors file tensor by tensor, so no more than one is in memory at a time."""
-
-    CODES: ClassVar[dict[torch.dtype, str]] = {
-        torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
-
-    def __init__(self, path: Path, plan: list[tuple[str, torch.dtype, list[int]]],
-                 metadata: dict[str, str]) -> None:
-        header: dict[str, Any] = {"__metadata__": metadata}
-        offset = 0
-        for name, dtype, shape in plan:
-            size = dtype.itemsize * int(torch.Size(shape).numel())
-            header[name] = {"dtype": self.CODES[dtype], "shape": shape,
-                            "data_offsets": [offset, offset + size]}
-            offset += size
-        raw = json.dumps(header, separators=(",", ":")).encode()
-        raw += b" " * (-(8 + len(raw)) % ALIGN)  # the data starts aligned too
-        self.fh = path.open("wb")
-        self.fh.write(struct.pack("<Q", len(raw)) + raw)
-        self.plan = iter(plan)
-
-    def write(self, name: str, tensor: torch.Tensor) -> None:
-        self.write_rows(name, [tensor])
-
-    def write_rows(self, name: str, blocks: Iterable[torch.Tensor]) -> None:
-        """Write the next planned tensor from consecutive row blocks."""
-        want, dtype, shape = next(self.plan)
-        rows = 0
-        for block in blocks:
-            if (want, block.dtype, list(block.shape[1:])) != (name, dtype, shape[1:]):
-                raise AssertionError(f"write order: expected {want}, got {name}")
-            self.fh.write(block.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            rows += block.shape[0] if block.dim() else 1
-        if rows != (shape[0] if shape else 1):
-            raise AssertionError(f"{name}: wrote {rows} rows of {shape}")
-
-    def close(self) -> None:
-        self.fh.close()
 
 
 def build(files: ModelFiles, merge: bool = True, embedding: str = "int8",
@@ -366,12 +305,12 @@ def build(files: ModelFiles, merge: bool = True, embedding: str = "int8",
     plan += [(k, torch.float32, shape(k)) for k in small]
     order = {torch.int8: 0, torch.float32: 1, torch.bfloat16: 2}  # scales known after weights
     plan.sort(key=lambda p: order[p[1]])
-    plan, sizes = _aligned(plan)
-    writer = SafetensorsWriter(tmp / "model.safetensors", plan, {"format": ARTIFACT_FORMAT})
+    plan, sizes = int8.aligned(plan)
+    writer = int8.SafetensorsWriter(tmp / "model.safetensors", plan, {"format": ARTIFACT_FORMAT})
     scales: dict[str, torch.Tensor] = {}
     try:
         for name, dtype, _ in plan:
-            if name.startswith(PAD):  # kernels want their weights aligned in the mapped file
+            if name.startswith(int8.PAD):  # kernels want their weights aligned in the mapped file
                 writer.write(name, torch.zeros(sizes[name], dtype=torch.int8))
             elif name.endswith(".scale"):
                 writer.write(name, scales.pop(name))
@@ -408,7 +347,7 @@ def build(files: ModelFiles, merge: bool = True, embedding: str = "int8",
     return meta
 
 
-def _write_embedding(writer: SafetensorsWriter, st: int8.SafetensorsFile, name: str,
+def _write_embedding(writer: int8.SafetensorsWriter, st: int8.SafetensorsFile, name: str,
                      keep: torch.Tensor | None, dtype: torch.dtype,
                      scales: dict[str, torch.Tensor], chunk_rows: int) -> None:
     """Quantize (or cast) the embedding in row blocks: never the whole fp32 matrix at once."""
