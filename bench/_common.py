@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 from zoneinfo import ZoneInfo
 
 from daemon.store import Database
@@ -14,6 +17,12 @@ RULES = [None, "FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "FREQ=WEEKLY;BY
          "FREQ=MONTHLY;BYMONTHDAY=1,15", "FREQ=YEARLY", "FREQ=HOURLY;INTERVAL=3",
          "FREQ=MINUTELY;INTERVAL=30"]
 ZONES = ["Asia/Shanghai", "Europe/Berlin", "America/New_York", "UTC"]
+
+
+def start_daemon(db_path: Path, stdout: IO[str] | int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """`chime run` on ``db_path`` in a child process (this interpreter, so the same venv)."""
+    return subprocess.Popen([sys.executable, "-m", "daemon", "--db", str(db_path), "run"],
+                            stdout=stdout, stderr=subprocess.DEVNULL)
 
 
 def fill(db_path: Path, count: int, seed: int = 7) -> None:

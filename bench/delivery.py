@@ -10,12 +10,12 @@ import argparse
 import json
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from _common import start_daemon
 
 from daemon.store import Database, repo
 from daemon.store.models import Event
@@ -29,8 +29,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
         out = Path(tmp) / "out.txt"
-        daemon = subprocess.Popen([sys.executable, "-m", "daemon", "--db", str(db_path), "run"],
-                                  stdout=out.open("w"), stderr=subprocess.DEVNULL)
+        daemon = start_daemon(db_path, out.open("w"))
         db = Database(db_path)
         while True:  # wait for the first heartbeat
             with db.session() as s:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import fill
+from _common import fill, start_daemon
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -31,8 +29,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
         fill(db, args.events)
-        proc = subprocess.Popen([sys.executable, "-m", "daemon", "--db", str(db), "run"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start_daemon(db)
         time.sleep(args.settle)
         rss, peak = status_kb(proc.pid, "VmRSS"), status_kb(proc.pid, "VmHWM")
         maps = Path(f"/proc/{proc.pid}/maps").read_text()

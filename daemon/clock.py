@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Protocol
 
 
@@ -31,6 +31,3 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.at
-
-    def advance(self, delta: timedelta) -> None:
-        self.at += delta

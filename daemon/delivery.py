@@ -32,7 +32,7 @@ from daemon.errors import ChimeError
 from daemon.generation.base import Draft, Request
 from daemon.generation.template import TemplateGenerator
 from daemon.outputs.base import Actions, Output, Reminder
-from daemon.planning import zone
+from daemon.planning import occurrences, zone
 from daemon.reminders import seed_for
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
@@ -185,8 +185,6 @@ class Courier:
         Within the grace window they are delivered now (marked late); beyond it they are
         recorded as missed. At start-up, rows interrupted mid-delivery are resumed.
         """
-        from daemon.planning import occurrences
-
         now = self.app.clock.now()
         grace = self.app.settings.daemon.grace
         counts = {"late": 0, "missed": 0}

@@ -16,7 +16,7 @@ from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.generation.base import Request
 from daemon.outputs import base as outputs
-from daemon.planning import next_occurrence, zone
+from daemon.planning import Recurrence, next_occurrence, zone
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 from daemon.timeparse import format_duration, parse_duration, parse_rule, parse_when
@@ -58,7 +58,8 @@ def add(app: App, task: str, when: str, every: str | None = None, lead: str | No
         tz: str | None = None, output: list[str] | None = None) -> Event:
     """Create a reminder; a one-off must lie in the future."""
     fields = _fields(app, task=task, when=when, every=every, lead=lead, tz=tz, output=output)
-    first = next_occurrence(_Sched(fields), app.clock.now() - timedelta(seconds=1))
+    schedule = Recurrence(fields["dtstart"], fields["tz"], fields["rrule"])
+    first = next_occurrence(schedule, app.clock.now() - timedelta(seconds=1))
     if first is None:
         raise InputError(f"{when!r} is in the past; give a future time")
     with app.db.session() as s:
@@ -272,11 +273,3 @@ def _fields(app: App, *, task: str, when: str, every: str | None, lead: str | No
     fields["outputs"] = list(output) if output else None
     fields["rdates"], fields["exdates"] = [], []
     return fields
-
-
-class _Sched:
-    """A Schedule view of not-yet-stored fields."""
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.dtstart, self.tz, self.rrule = fields["dtstart"], fields["tz"], fields["rrule"]
-        self.rdates, self.exdates = fields["rdates"], fields["exdates"]

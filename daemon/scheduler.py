@@ -77,7 +77,6 @@ class Planner:
         )
         self.slots: dict[str, Slot] = {}
         self._lock = threading.Lock()
-        self.last_tick = 0.0
 
     def start(self) -> None:
         self.scheduler.start()

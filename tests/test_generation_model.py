@@ -16,7 +16,7 @@ from daemon.generation.vocab import prune_tokenizer, token_text  # noqa: E402
 from tests.generation_fixtures import copy_models, installed, tiny  # noqa: E402,F401
 from tests.tinymodel import TinyModel, samples  # noqa: E402
 
-GREEDY = model.Decoding(temperature=0.0, repetition_penalty=1.0, max_new_tokens=40)
+GREEDY = model.Decoding(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=40)
 
 
 def _answers(loaded: model.Loaded, n: int = 4) -> list[tuple[str, str]]:

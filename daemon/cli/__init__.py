@@ -67,9 +67,6 @@ def get_app(ctx: click.Context) -> App:
     return lazy.get()
 
 
-pass_app = click.make_pass_decorator(_LazyApp)
-
-
 def echo_json(data: Any) -> None:
     """Print machine-readable output (``--json``): UTF-8 as is, indented."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))

@@ -9,12 +9,13 @@ from typing import Any
 import click
 
 from daemon import reminders
+from daemon.app import App
 from daemon.cli import echo_json, get_app, main
 from daemon.store import repo
 from daemon.timeparse import parse_duration
 
 
-def _app():  # type: ignore[no-untyped-def]
+def _app() -> App:
     return get_app(click.get_current_context())
 
 

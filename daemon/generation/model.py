@@ -35,10 +35,12 @@ EMBEDDING = "transformer.word_embeddings.weight"
 
 @dataclass
 class Decoding:
-    temperature: float = 0.8
-    top_p: float = 0.9
-    repetition_penalty: float = 1.2
-    max_new_tokens: int = 64
+    """Sampling settings, sent by the daemon from ``[model]`` (the defaults live there)."""
+
+    temperature: float
+    top_p: float
+    repetition_penalty: float
+    max_new_tokens: int
 
 
 @dataclass

@@ -107,7 +107,7 @@ def serve(lines: Lines, out: TextIO) -> int:
             return 0
         try:
             command = json.loads(line)
-            decoding = model.Decoding(**command.get("decoding", {}))
+            decoding = model.Decoding(**command["decoding"])
             items = command["items"]
         except (ValueError, KeyError, TypeError) as exc:
             send("error", message=f"bad command: {exc}")

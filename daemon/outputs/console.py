@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from daemon.errors import OutputError
 from daemon.outputs.base import Actions, Reminder
@@ -17,20 +17,16 @@ class ConsoleOutput:
 
     name = "console"
 
-    def __init__(
-        self, settings: Settings | None = None, actions: Actions | None = None,
-        stream: TextIO | None = None,
-    ) -> None:
-        self.stream = stream
+    def __init__(self, settings: Settings | None = None, actions: Actions | None = None) -> None:
+        pass
 
     def send(self, reminder: Reminder) -> str:
         when = reminder.scheduled_at.strftime("%Y-%m-%d %H:%M %z")
         late = " (late)" if reminder.late else ""
         line = f"[{when}]{late} {reminder.task} — {reminder.message}"
         try:
-            stream = self.stream or sys.stdout
-            stream.write(line + "\n")
-            stream.flush()
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         except (OSError, ValueError) as exc:
             raise OutputError(f"console: cannot write to stdout: {exc}") from exc
         return "printed"

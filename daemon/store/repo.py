@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,6 @@ from daemon.errors import NotFoundError
 from daemon.store.models import Event, Meta, Occurrence, utcnow
 
 OPEN_STATUSES = ("pending", "prepared")  # not yet delivered; may still change or be replanned
-FINAL_STATUSES = ("delivered", "late", "missed", "failed")
 
 
 # --- meta -------------------------------------------------------------------------------------
@@ -170,13 +169,6 @@ def recent_occurrences(s: Session, limit: int) -> list[Occurrence]:
         .order_by(Occurrence.scheduled_at.desc(), Occurrence.id.desc())
         .limit(limit)
     ))
-
-
-def count_occurrences(s: Session, status: str | None = None) -> int:
-    query = select(func.count(Occurrence.id))
-    if status:
-        query = query.where(Occurrence.status == status)
-    return int(s.scalar(query) or 0)
 
 
 def event_history(s: Session, event_id: int, limit: int) -> list[Occurrence]:
