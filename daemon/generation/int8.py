@@ -14,6 +14,7 @@ Only this module and ``model.py`` import torch; the daemon never imports either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -122,10 +123,19 @@ class SafetensorsFile:
         return out
 
     def close(self) -> None:
-        """Release the file (views taken earlier keep the mapping alive until freed)."""
+        """Release the file; the mapping too, unless views taken earlier still use it (they
+        keep it alive until they are freed)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        with contextlib.suppress(BufferError):
+            self._map.close()
+
+    def __enter__(self) -> SafetensorsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Int8Linear(nn.Module):
