@@ -20,6 +20,13 @@ def _app() -> App:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+nag_option = click.option(
+    "--nag", help="Repeat every INTERVAL until acknowledged (5m), or 'none' "
+                  "(default: [daemon] nag).")
+nag_max_option = click.option("--nag-max", type=int,
+                              help="At most this many repeats (default: [daemon] nag_max).")
+priority_option = click.option(
+    "--priority", help="min, low, default, high, max or 1-5 (phone push; repeats raise it).")
 
 
 @main.command()
@@ -31,10 +38,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.option("--lead", help="Prepare the text this long before (90s, 10m, 1h30m).")
 @click.option("--tz", help="IANA time zone of the event (default: the configured one).")
 @click.option("--output", multiple=True, help="Deliver through this output (repeatable).")
+@nag_option
+@nag_max_option
+@priority_option
 def add(text: str, when: str, every: str | None, lead: str | None, tz: str | None,
-        output: tuple[str, ...]) -> None:
+        output: tuple[str, ...], nag: str | None, nag_max: int | None,
+        priority: str | None) -> None:
     """Add a reminder and print its id."""
-    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None)
+    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None, nag=nag,
+                          nag_max=nag_max, priority=priority)
     click.echo(event.id)
 
 
@@ -63,7 +75,8 @@ def show(event_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(view)
         return
-    for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "paused", "source"):
+    for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "nag", "nag_max",
+                "priority", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
     click.echo("     next: " + (", ".join(view["upcoming"]) or "none"))
     for h in view["history"]:
@@ -78,10 +91,15 @@ def show(event_id: int, as_json: bool) -> None:
 @click.option("--lead", help="New lead time.")
 @click.option("--tz", help="New time zone.")
 @click.option("--output", multiple=True, help="New outputs (repeatable).")
+@nag_option
+@nag_max_option
+@priority_option
 def edit(event_id: int, text: str | None, when: str | None, every: str | None, lead: str | None,
-         tz: str | None, output: tuple[str, ...]) -> None:
-    """Change a reminder."""
-    reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None)
+         tz: str | None, output: tuple[str, ...], nag: str | None, nag_max: int | None,
+         priority: str | None) -> None:
+    """Change a reminder ('--nag none' stops its nagging)."""
+    reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None,
+                   nag=nag, nag_max=nag_max, priority=priority)
     click.echo(f"updated {event_id}")
 
 
@@ -114,14 +132,17 @@ def resume(event_id: int) -> None:
               help="How many occurrences.")
 @json_option
 def log_(limit: int, as_json: bool) -> None:
-    """Show delivered, late, missed and failed reminders, newest first."""
+    """Show delivered, late, missed, failed and unacknowledged reminders and their nag
+    repeats, newest first."""
     rows = reminders.log(_app(), limit)
     if as_json:
         echo_json(rows)
         return
     for r in rows:
+        repeat = f"  (repeat {r['repeat']} of {r['repeat_of']})" if r["repeat"] else ""
+        ack = f"  [done by {r['acknowledged_by']}]" if r["acknowledged_by"] else ""
         click.echo(f"{r['id']:>5}  {r['scheduled_at']}  {r['status']:<9}  {r['task']}"
-                   f"{'  — ' + r['message'] if r['message'] else ''}")
+                   f"{'  — ' + r['message'] if r['message'] else ''}{repeat}{ack}")
 
 
 @main.command()
@@ -143,7 +164,9 @@ def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
 @click.argument("occurrence_id", type=int)
 @click.argument("duration", required=False)
 def snooze(occurrence_id: int, duration: str | None) -> None:
-    """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`."""
+    """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`.
+
+    A nagging reminder's next repeat moves instead."""
     delay = parse_duration(duration) if duration else None
     new_id = reminders.snooze(_app(), occurrence_id, delay)
     click.echo(new_id)
@@ -152,8 +175,8 @@ def snooze(occurrence_id: int, duration: str | None) -> None:
 @main.command()
 @click.argument("occurrence_id", type=int)
 def done(occurrence_id: int) -> None:
-    """Mark a delivered reminder as done — ID from `chime log`."""
-    reminders.done(_app(), occurrence_id)
+    """Mark a delivered reminder as done (stops its nagging) — ID from `chime log`."""
+    reminders.done(_app(), occurrence_id, by="cli")
     click.echo(f"done {occurrence_id}")
 
 
