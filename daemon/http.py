@@ -125,12 +125,16 @@ def request(
     policy: FetchPolicy,
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
+    method: str = "GET",
+    data: bytes | None = None,
 ) -> Reply:
-    """GET ``url`` with retries; return the Reply or raise a FetchError subclass (see module)."""
+    """GET ``url`` (or ``method`` with ``data``, redirects not followed: a token must not go
+    elsewhere) with retries; return the Reply or raise a FetchError subclass (see module).
+    A request that is not idempotent should come with ``policy.retries`` = 0."""
     retry = 0
     while True:
         try:
-            return _attempt(session, url, policy, params, headers)
+            return _attempt(session, url, policy, params, headers, method, data)
         except (FetchTimeout, FetchConnectionError, FetchHTTPError) as exc:
             retry_after = getattr(exc, "retry_after", None)
             transient = not isinstance(exc, FetchHTTPError) or (
@@ -151,17 +155,21 @@ def _attempt(
     policy: FetchPolicy,
     params: Mapping[str, Any] | None,
     headers: Mapping[str, str] | None,
+    method: str = "GET",
+    data: bytes | None = None,
 ) -> Reply:
     where = describe_url(url)
     sent = {"User-Agent": USER_AGENT, **(headers or {})}
     try:
-        with session.get(
+        with session.request(
+            method,
             url,
             params=params,
             headers=sent,
+            data=data,
             timeout=(policy.connect_timeout, policy.read_timeout),
             stream=True,
-            allow_redirects=True,
+            allow_redirects=method == "GET",
         ) as resp:
             status, got_headers = resp.status_code, resp.headers
             content = _read_body(resp, policy, where)
