@@ -77,7 +77,7 @@ class NtfyOutput:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
             reply = request(self.session, self.url, policy=self.policy, headers=self.headers,
-                            method="POST", data=data)
+                            method="POST", body=data, follow_redirects=False)
         except FetchError as exc:
             raise OutputError(f"ntfy: {exc}") from None
         try:
