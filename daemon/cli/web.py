@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from daemon.cli import get_app, main
+from daemon.cli import get_app
 from daemon.errors import ConfigError
 
 
@@ -27,7 +27,7 @@ def _override(listen: str | None, port: int | None) -> None:
         settings.web.port = port
 
 
-@main.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @click.option("--listen", help="Address to listen on (default [web] listen, 127.0.0.1). "
               "Anything but loopback requires the token on every request.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default [web] port, 8765).")
