@@ -207,6 +207,16 @@ class CalendarSettings:
 
 
 @dataclass
+class WebSettings:
+    """[web]: the page and JSON API (`chime web`); listening beyond loopback needs the token."""
+
+    listen: str = "127.0.0.1"
+    port: int = 8765
+    public_url: str = ""  # how a phone reaches the page (ntfy action buttons, `chime web token`)
+    max_upload_kb: int = 1024  # an uploaded .ics; JSON bodies are capped at 64 KB
+
+
+@dataclass
 class Settings:
     """All settings; one attribute per TOML section."""
 
@@ -220,6 +230,7 @@ class Settings:
     speaker: SpeakerSettings = field(default_factory=SpeakerSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     calendars: CalendarSettings = field(default_factory=CalendarSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     config_path: Path | None = None
 
     @property
@@ -395,6 +406,7 @@ def _check(s: Settings) -> list[str]:
     except ConfigError as exc:
         problems.append(str(exc))
     problems += _check_guards(s.guards)
+    problems += _check_web(s.web)
     problems += check_context_settings(s)
     return problems
 
@@ -423,4 +435,17 @@ def _check_guards(g: GuardSettings) -> list[str]:
         problems.append("[guards] keep_decisions: must be between 1 and 1000")
     if not g.sysfs_root:
         problems.append("[guards] sysfs_root: must not be empty")
+    return problems
+
+
+def _check_web(w: WebSettings) -> list[str]:
+    problems: list[str] = []
+    if not w.listen.strip():
+        problems.append("[web] listen: must not be empty")
+    if not 1 <= w.port <= 65535:
+        problems.append("[web] port: must be between 1 and 65535")
+    if w.public_url and not w.public_url.startswith(("http://", "https://")):
+        problems.append("[web] public_url: must start with http:// or https://")
+    if not 1 <= w.max_upload_kb <= 65536:
+        problems.append("[web] max_upload_kb: must be between 1 and 65536")
     return problems

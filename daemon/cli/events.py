@@ -4,15 +4,14 @@ snooze, done, status, run."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from daemon import reminders
-from daemon.app import App
-from daemon.cli import echo_json, get_app, main
-from daemon.store import repo
-from daemon.timeparse import parse_duration
+from daemon.cli import echo_json, get_app
+
+if TYPE_CHECKING:
+    from daemon.app import App
 
 
 def _app() -> App:
@@ -22,7 +21,7 @@ def _app() -> App:
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@main.command()
+@click.command()
 @click.argument("text")
 @click.option("--at", "when", required=True,
               help="When: ISO 8601, 'tomorrow 8:00', 'in 10 minutes', '明天早上8点'…")
@@ -34,14 +33,18 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 def add(text: str, when: str, every: str | None, lead: str | None, tz: str | None,
         output: tuple[str, ...]) -> None:
     """Add a reminder and print its id."""
+    from daemon import reminders
+
     event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None)
     click.echo(event.id)
 
 
-@main.command(name="list")
+@click.command(name="list")
 @json_option
 def list_(as_json: bool) -> None:
     """List reminders with their next occurrence."""
+    from daemon import reminders
+
     items = reminders.upcoming(_app())
     if as_json:
         echo_json(items)
@@ -54,11 +57,13 @@ def list_(as_json: bool) -> None:
         click.echo(f"{e['id']:>4}  {nxt:<25}  {rule:<22}  {e['task']}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 @json_option
 def show(event_id: int, as_json: bool) -> None:
     """Show one reminder, its next occurrences and its history."""
+    from daemon import reminders
+
     view = reminders.show(_app(), event_id)
     if as_json:
         echo_json(view)
@@ -70,7 +75,7 @@ def show(event_id: int, as_json: bool) -> None:
         click.echo(f"  {h['scheduled_at']}  {h['status']:<9}  {h['message'] or ''}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 @click.option("--text", help="New reminder text.")
 @click.option("--at", "when", help="New start time.")
@@ -81,40 +86,50 @@ def show(event_id: int, as_json: bool) -> None:
 def edit(event_id: int, text: str | None, when: str | None, every: str | None, lead: str | None,
          tz: str | None, output: tuple[str, ...]) -> None:
     """Change a reminder."""
+    from daemon import reminders
+
     reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None)
     click.echo(f"updated {event_id}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 def remove(event_id: int) -> None:
     """Remove a reminder (its delivered history stays in the log)."""
+    from daemon import reminders
+
     reminders.remove(_app(), event_id)
     click.echo(f"removed {event_id}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 def pause(event_id: int) -> None:
     """Pause a reminder: nothing is delivered until it is resumed."""
+    from daemon import reminders
+
     reminders.set_paused(_app(), event_id, True)
     click.echo(f"paused {event_id}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 def resume(event_id: int) -> None:
     """Resume a paused reminder."""
+    from daemon import reminders
+
     reminders.set_paused(_app(), event_id, False)
     click.echo(f"resumed {event_id}")
 
 
-@main.command(name="log")
+@click.command(name="log")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000),
               help="How many occurrences.")
 @json_option
 def log_(limit: int, as_json: bool) -> None:
     """Show delivered, late, missed and failed reminders, newest first."""
+    from daemon import reminders
+
     rows = reminders.log(_app(), limit)
     if as_json:
         echo_json(rows)
@@ -124,13 +139,15 @@ def log_(limit: int, as_json: bool) -> None:
                    f"{'  — ' + r['message'] if r['message'] else ''}")
 
 
-@main.command()
+@click.command()
 @click.argument("text")
 @click.option("--at", "when", default="now", show_default=True, help="When the reminder is for.")
 @click.option("--tz", help="IANA time zone (default: the configured one).")
 @json_option
 def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
     """Write the reminder text now, without storing or delivering anything."""
+    from daemon import reminders
+
     result = reminders.preview(_app(), text, when, tz)
     if as_json:
         echo_json(result)
@@ -139,29 +156,36 @@ def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
     click.echo(f"({result['generator']}; {result['prompt']})", err=True)
 
 
-@main.command()
+@click.command()
 @click.argument("occurrence_id", type=int)
 @click.argument("duration", required=False)
 def snooze(occurrence_id: int, duration: str | None) -> None:
     """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`."""
+    from daemon import reminders
+    from daemon.timeparse import parse_duration
+
     delay = parse_duration(duration) if duration else None
     new_id = reminders.snooze(_app(), occurrence_id, delay)
     click.echo(new_id)
 
 
-@main.command()
+@click.command()
 @click.argument("occurrence_id", type=int)
 def done(occurrence_id: int) -> None:
     """Mark a delivered reminder as done — ID from `chime log`."""
+    from daemon import reminders
+
     reminders.done(_app(), occurrence_id)
     click.echo(f"done {occurrence_id}")
 
 
-@main.command()
+@click.command()
 @json_option
 def status(as_json: bool) -> None:
     """Is the daemon running, and what comes next."""
+    from daemon import reminders
     from daemon.service import alive
+    from daemon.store import repo
 
     app = _app()
     with app.db.session() as s:
@@ -204,7 +228,7 @@ def status(as_json: bool) -> None:
         sys.exit(3)
 
 
-@main.command()
+@click.command()
 def run() -> None:
     """Run the daemon in the foreground (logs to stderr; SIGTERM stops, SIGHUP reloads)."""
     import logging

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from daemon.cli import echo_json, main
+from daemon.cli import echo_json
 from daemon.errors import ChimeError, InputError
 
 SYSTEM_UNIT = """\
@@ -227,7 +227,7 @@ def _group_exists(name: str) -> bool:
     return True
 
 
-@main.group()
+@click.group()
 def service() -> None:
     """Run chime as a systemd service."""
 
@@ -267,7 +267,7 @@ def install(user: bool, to_stdout: bool, gpu: bool | None, output: Path | None) 
         click.echo(f"  {line}")
 
 
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--hashes", is_flag=True,
               help="Also compute the SHA-256 of large model files (slow on a board).")
