@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from daemon import nag
 from daemon.app import App
 from daemon.context import Context
 from daemon.context.source import LocalContext
@@ -133,6 +134,7 @@ class Courier:
                 return None
             tz, names = event.tz, event.outputs or self.app.settings.daemon.outputs
             occ_id, task, message = occ.id, occ.task, occ.message
+            repeat, priority = occ.repeat, event.priority
             results: dict[str, Any] = dict(occ.results or {})
         if not message:
             local = slot.at.astimezone(zone(tz))
@@ -145,7 +147,8 @@ class Courier:
                 occ.message, occ.generator = message, draft.generator
                 occ.context = _context_record(context, draft)
         late = late or self.app.clock.now() - slot.at > self.app.settings.daemon.late_after
-        reminder = Reminder(occ_id, task, message, slot.at.astimezone(zone(tz)), late)
+        reminder = Reminder(occ_id, task, message, slot.at.astimezone(zone(tz)), late,
+                            repeat=repeat, priority=priority)
         for name in names:
             if name in results:  # sent before a crash: never twice
                 continue
@@ -179,6 +182,7 @@ class Courier:
             occ = repo.get_occurrence(s, occ_id)
             occ.status, occ.delivered_at = status, now
             occ.error = "; ".join(failures) or None
+            nag.after_delivery(s, occ, now, self.app.settings.daemon)
         log.info("occurrence %d %s (%s)", occ_id, status, ", ".join(results) or "no outputs")
         return status
 
@@ -246,6 +250,7 @@ class Courier:
             else:
                 occ.status = "missed"
                 occ.error = "chime was not running at the time (beyond the grace window)"
+            nag.after_missed(s, occ)
             return True
 
     def close(self) -> None:
