@@ -71,6 +71,9 @@ class DaemonSettings:
     poll: timedelta = timedelta(seconds=1)
     heartbeat: timedelta = timedelta(seconds=5)
     log_level: str = "INFO"
+    wait_for_time_sync: bool | None = None  # unset: wait on a board without an RTC
+    time_sync_max_wait: timedelta = timedelta(minutes=5)
+    time_sync_flag: str = ""  # a file whose existence means synchronised (see timesync.py)
     nag: timedelta = timedelta(0)  # repeat unacknowledged reminders this often; 0: never
     nag_max: int = 6  # at most this many repeats, then the reminder is unacknowledged
 
@@ -303,6 +306,11 @@ def load_settings(config: str | Path | None = None, db: str | Path | None = None
         settings.daemon.timezone = tz_override
     if not settings.daemon.timezone:
         settings.daemon.timezone = system_timezone()
+    wait_override = os.environ.get("CHIME_WAIT_FOR_TIME_SYNC", "").strip().lower()
+    if wait_override in ("1", "true", "0", "false"):
+        settings.daemon.wait_for_time_sync = wait_override in ("1", "true")
+    elif wait_override:
+        problems.append("CHIME_WAIT_FOR_TIME_SYNC: expected 1, 0, true or false")
     problems += _check(settings)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
@@ -385,6 +393,8 @@ def _check(s: Settings) -> list[str]:
         problems.append("[model] batch_window: must not exceed [daemon] horizon")
     if s.daemon.poll <= timedelta(0) or s.daemon.heartbeat <= timedelta(0):
         problems.append("[daemon] poll and heartbeat must be positive")
+    if s.daemon.time_sync_max_wait < timedelta(0):
+        problems.append("[daemon] time_sync_max_wait: must not be negative")
     lat, lon = s.location.latitude, s.location.longitude
     if (lat is None) != (lon is None):
         problems.append("[location] latitude and longitude go together")

@@ -62,6 +62,7 @@ class Courier:
         self.actions = actions
         self._outputs: dict[str, Output] = {}
         self._lock = threading.Lock()
+        self._busy: set[tuple[int, datetime]] = set()  # (event, instant) being delivered now
 
     # --- prepare --------------------------------------------------------------------------
 
@@ -113,6 +114,17 @@ class Courier:
         ``late`` marks a delivery after downtime; otherwise it is late when it happens more
         than ``[daemon] late_after`` after its time. ``resume`` continues a row that a crash
         left in ``delivering``."""
+        with self._lock:
+            if (slot.event_id, slot.at) in self._busy:
+                return None
+            self._busy.add((slot.event_id, slot.at))
+        try:
+            return self._deliver(slot, resume, late)
+        finally:
+            with self._lock:
+                self._busy.discard((slot.event_id, slot.at))
+
+    def _deliver(self, slot: Slot, resume: bool, late: bool) -> str | None:
         with self.app.db.session() as s:
             event = s.get(Event, slot.event_id)
             if event is None or event.paused:
@@ -187,7 +199,8 @@ class Courier:
         """Handle slots in [since, until) that were never delivered.
 
         Within the grace window they are delivered now (marked late); beyond it they are
-        recorded as missed. At start-up, rows interrupted mid-delivery are resumed.
+        recorded as missed. With ``startup``, rows interrupted mid-delivery (left in
+        ``delivering`` and not being delivered by this process) are resumed.
         """
         now = self.app.clock.now()
         grace = self.app.settings.daemon.grace
@@ -208,6 +221,9 @@ class Courier:
             row = done.get((event_id, at))
             if row is not None and row.status not in ("pending", "prepared", "delivering"):
                 continue
+            with self._lock:
+                if (event_id, at) in self._busy:
+                    continue
             slot = Slot(event_id, at, at)
             if now - at <= grace:
                 if self.deliver(slot, resume=resume, late=True):

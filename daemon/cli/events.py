@@ -226,6 +226,7 @@ def status(as_json: bool) -> None:
         "pid": heartbeat.get("pid") if heartbeat and running else None,
         "heartbeat": heartbeat.get("at") if heartbeat else None,
         "database": str(app.settings.db_path),
+        "clock": heartbeat.get("clock") if heartbeat and running else None,
         "next": nexts,
         "guard": guard,
     }
@@ -235,6 +236,9 @@ def status(as_json: bool) -> None:
         state = f"running (pid {data['pid']})" if running else "not running"
         click.echo(f"daemon: {state}; last heartbeat {data['heartbeat'] or 'never'}")
         click.echo(f"database: {data['database']}")
+        if data["clock"] == "waiting":
+            click.echo("clock: waiting for the system clock to be synchronised; until then no "
+                       "reminder is delivered late or recorded as missed")
         for n in nexts:
             click.echo(f"  next: {n['at']}  {n['task']}")
         hottest = guard["readings"].get("hottest")
