@@ -122,6 +122,7 @@ def test_done_and_snooze_from_a_phone(web: WebServer) -> None:
     assert r.status_code == 200 and r.json() == {"id": occ, "done": True, "via": "push"}
     log = web.get("/api/log").json()
     assert log[0]["id"] == occ and log[0]["acknowledged_at"] is not None
+    assert log[0]["acknowledged_by"] == "push"
     r = web.post(f"/api/occurrences/{occ}/snooze", json={"for": "10m"})
     assert r.status_code == 201, r.text
     repeat = r.json()

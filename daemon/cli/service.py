@@ -32,6 +32,8 @@ SYSTEM_UNIT = """\
 
 [Unit]
 Description=chime reminder daemon
+# time-sync.target: with systemd-time-wait-sync.service enabled, chime starts on a synchronised
+# clock; without it, chime waits by itself ([daemon] wait_for_time_sync).
 After=network-online.target time-sync.target jtop.service sound.target
 Wants=network-online.target jtop.service
 
@@ -114,6 +116,8 @@ USER_UNIT = """\
 
 [Unit]
 Description=chime reminder daemon (desktop session)
+# A user unit cannot order after time-sync.target (a system unit): chime waits for a
+# synchronised clock by itself ([daemon] wait_for_time_sync).
 After=graphical-session.target pipewire-pulse.socket pulseaudio.socket
 
 [Service]

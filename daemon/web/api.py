@@ -180,23 +180,24 @@ async def get_log(request: Request) -> Response:
 async def done(request: Request) -> Response:
     await read_json(request)
     occurrence_id, who = ident(request), via(request)
-    await call(reminders.done, the_app(request), occurrence_id)
+    await call(reminders.done, the_app(request), occurrence_id, by=who)
     return JSONResponse({"id": occurrence_id, "done": True, "via": who})
 
 
-def snooze_for(app: App, occurrence_id: int, text: str | None) -> dict[str, Any]:
+def snooze_for(app: App, occurrence_id: int, text: str | None, by: str = "web"
+               ) -> dict[str, Any]:
     """Snooze by ``text`` (``10m``; default [desktop] snooze), at most a week."""
     delay = parse_duration(text) if text else app.settings.desktop.snooze
     if delay > timedelta(days=7):
         raise InputError("snooze for at most 7 days")
-    new_id = reminders.snooze(app, occurrence_id, delay)
+    new_id = reminders.snooze(app, occurrence_id, delay, by=by)
     return {"id": new_id, "snoozed_from": occurrence_id, "for": format_duration(delay)}
 
 
 async def snooze(request: Request) -> Response:
     body = fields(await read_json(request), {"for": "str?"})
     occurrence_id, who = ident(request), via(request)
-    result = await call(snooze_for, the_app(request), occurrence_id, body.get("for"))
+    result = await call(snooze_for, the_app(request), occurrence_id, body.get("for"), by=who)
     return JSONResponse({**result, "via": who}, status_code=201)
 
 

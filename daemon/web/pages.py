@@ -227,7 +227,7 @@ async def log_page(request: Request) -> Response:
 
 async def done(request: Request) -> Response:
     await checked_form(request)
-    await call(reminders.done, the_app(request), ident(request))
+    await call(reminders.done, the_app(request), ident(request), by="web")
     return back("/log")
 
 
