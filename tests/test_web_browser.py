@@ -28,6 +28,7 @@ from web_fixtures import WebProcess
 pytestmark = pytest.mark.slow
 
 WIDTH = 360
+FINAL = ("delivered", "late", "missed", "failed")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ICS = """BEGIN:VCALENDAR
@@ -153,7 +154,7 @@ def test_added_on_the_page_delivered_on_time_then_done(site: Site) -> None:
     site.wait(EC.text_to_be_present_in_element((By.ID, "resolved"), "将在"))
     site.browser.find_element(By.NAME, "save").click()
     site.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), "收衣服"))
-    wait_for(lambda: any(o["task"] == "收衣服" and o["status"] not in ("pending", "prepared")
+    wait_for(lambda: any(o["task"] == "收衣服" and o["status"] in FINAL
                          for o in occurrences(site.db)), 60, "the delivery")
     row = next(o for o in occurrences(site.db) if o["task"] == "收衣服")
     assert row["status"] == "delivered", row  # not "late": on time
