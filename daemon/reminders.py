@@ -16,7 +16,7 @@ from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.generation.base import Request
 from daemon.outputs import base as outputs
-from daemon.planning import Recurrence, next_occurrence, zone
+from daemon.planning import Recurrence, alarm_of, next_occurrence, zone
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 from daemon.timeparse import format_duration, parse_duration, parse_rule, parse_when
@@ -113,7 +113,8 @@ def upcoming(app: App) -> list[dict[str, Any]]:
 
 
 def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
-    """One reminder with its next ``count`` occurrences and its recent history."""
+    """One reminder with its next ``count`` occurrences and its recent history; with a
+    calendar alarm, ``reminders`` lists when each of those rings (``upcoming`` the starts)."""
     now = app.clock.now()
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
@@ -124,6 +125,8 @@ def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
             nexts.append(at.astimezone(zone(event.tz)).isoformat())
             after = at
         view["upcoming"] = nexts
+        alarm = alarm_of(event.alarm_s)
+        view["reminders"] = [(datetime.fromisoformat(at) - alarm).isoformat() for at in nexts]
         history = repo.event_history(s, event.id, 10)
         view["history"] = [occurrence_view(o, event.tz) for o in history]
         return view
@@ -188,7 +191,7 @@ def snooze(app: App, occurrence_id: int, delay: timedelta | None = None) -> int:
                             status="prepared" if original.message else "pending",
                             message=original.message, generator=original.generator,
                             context=original.context, prepared_at=app.clock.now(),
-                            snoozed_from=original.id)
+                            snoozed_from=original.id, starts_at=original.starts_at)
         s.add(repeat)
         s.flush()
         original.acknowledged_at = original.acknowledged_at or app.clock.now()
@@ -229,6 +232,7 @@ def event_view(event: Event, now: datetime) -> dict[str, Any]:
         "rule": event.rrule,
         "exdates": event.exdates,
         "lead": None if event.lead_s is None else format_duration(timedelta(seconds=event.lead_s)),
+        "alarm": None if not event.alarm_s else format_duration(timedelta(seconds=event.alarm_s)),
         "outputs": event.outputs,
         "paused": event.paused,
         "source": event.source,
@@ -247,6 +251,7 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
         "event_id": o.event_id,
         "task": o.task,
         "scheduled_at": iso(o.scheduled_at),
+        "starts_at": iso(o.starts_at),
         "status": o.status,
         "delivered_at": iso(o.delivered_at),
         "message": o.message,
