@@ -126,7 +126,7 @@ def test_start_note_words(left: timedelta, words: str) -> None:
 
 # --- the migrations ---------------------------------------------------------------------------
 
-def downgrade_to_v1(db_path: Path) -> None:
+def downgrade(db_path: Path) -> None:
     """Make a fresh file look like one written before the calendar migrations."""
     Database(db_path).close()
     with sqlite3.connect(db_path) as conn:
@@ -134,13 +134,15 @@ def downgrade_to_v1(db_path: Path) -> None:
         for table, column in (("events", "alarm_s"), ("events", "duration_s"),
                               ("occurrences", "starts_at")):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        conn.execute("DELETE FROM migrations WHERE name != '0001_initial'")
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        conn.execute("DELETE FROM migrations WHERE name IN "
+                     "('0003_calendar_alarms', '0004_unique_calendar_uid')")
+        conn.execute("UPDATE meta SET value = (SELECT count(*) FROM migrations) "
+                     "WHERE key = 'schema_version'")
 
 
 def test_migrations_move_alarms_and_merge_duplicate_uids(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    downgrade_to_v1(path)
+    downgrade(path)
     cols = "task, dtstart, tz, rdates, exdates, paused, source, created_at, updated_at"
     with sqlite3.connect(path) as conn:
         def add(uid: str | None, source: str, lead: int | None, sub: int | None = None) -> int:
@@ -163,11 +165,10 @@ def test_migrations_move_alarms_and_merge_duplicate_uids(tmp_path: Path) -> None
                                   (dup, "2026-11-21 06:00:00", "delivered"),
                                   (dup, "2026-12-01 06:00:00", "pending")):
             conn.execute("INSERT INTO occurrences (event_id, task, scheduled_at, status, "
-                         "created_at) VALUES (?, 't', ?, ?, '2026-11-01 00:00:00')",
+                         "repeat, created_at) VALUES (?, 't', ?, ?, 0, '2026-11-01 00:00:00')",
                          (event, at, status))
     db = Database(path)
-    assert db.migrations() == ["0001_initial", "0002_calendar_alarms",
-                               "0003_unique_calendar_uid"]
+    assert db.migrations()[-2:] == ["0003_calendar_alarms", "0004_unique_calendar_uid"]
     with db.session() as s:
         events = {e.id: e for e in s.scalars(select(Event))}
         assert set(events) == {first, other_scope, manual, manual2}

@@ -39,19 +39,36 @@ def _initial(conn: Connection) -> None:
     models.Base.metadata.create_all(conn, tables=tables)  # type: ignore[arg-type]
 
 
-def _add_column(conn: Connection, table: str, column: str, ddl: str) -> None:
-    """ALTER TABLE … ADD COLUMN, unless the initial migration already made it (new files)."""
-    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
-        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+def _add_missing_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each column the table lacks (a database created by
+    ``0001_initial`` from today's models already has them all)."""
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, ddl in columns.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+
+
+def _nag(conn: Connection) -> None:
+    """Nagging until acknowledged: per-event interval, limit and priority; each repeat is its
+    own occurrence row (``repeat``, ``repeat_of``); who acknowledged, and a snooze's end."""
+    _add_missing_columns(conn, "events", {
+        "nag_s": "INTEGER", "nag_max": "INTEGER", "priority": "INTEGER"})
+    _add_missing_columns(conn, "occurrences", {
+        "acknowledged_by": "VARCHAR(16)",
+        "repeat": "INTEGER NOT NULL DEFAULT 0",
+        "repeat_of": "INTEGER REFERENCES occurrences(id)",
+        "snoozed_until": "DATETIME",
+    })
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_occurrences_repeat_of "
+                      "ON occurrences (repeat_of)"))
 
 
 def _calendar_alarms(conn: Connection) -> None:
     """Calendar alarms ring at their time: an imported VALARM was kept as the lead time (when
     the text is prepared); it becomes ``events.alarm_s`` (when the reminder rings), and each
     occurrence remembers when its event starts."""
-    _add_column(conn, "events", "alarm_s", "INTEGER")
-    _add_column(conn, "events", "duration_s", "INTEGER")
-    _add_column(conn, "occurrences", "starts_at", "DATETIME")
+    _add_missing_columns(conn, "events", {"alarm_s": "INTEGER", "duration_s": "INTEGER"})
+    _add_missing_columns(conn, "occurrences", {"starts_at": "DATETIME"})
     conn.execute(text("UPDATE events SET alarm_s = lead_s, lead_s = NULL "
                       "WHERE source IN ('ics', 'feed') AND lead_s IS NOT NULL"))
 
@@ -87,8 +104,9 @@ def _merge_event(conn: Connection, keep: int, dup: int) -> None:
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _initial),
-    ("0002_calendar_alarms", _calendar_alarms),
-    ("0003_unique_calendar_uid", _unique_calendar_uid),
+    ("0002_nag", _nag),
+    ("0003_calendar_alarms", _calendar_alarms),
+    ("0004_unique_calendar_uid", _unique_calendar_uid),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
