@@ -60,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "sync": "daemon.cli.calendars:sync",
     "test-output": "daemon.cli.outputs:test_output",
     "unsubscribe": "daemon.cli.calendars:unsubscribe",
+    "web": "daemon.cli.web:web",
 }
 
 

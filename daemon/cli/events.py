@@ -19,6 +19,13 @@ def _app() -> App:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+nag_option = click.option(
+    "--nag", help="Repeat every INTERVAL until acknowledged (5m), or 'none' "
+                  "(default: [daemon] nag).")
+nag_max_option = click.option("--nag-max", type=int,
+                              help="At most this many repeats (default: [daemon] nag_max).")
+priority_option = click.option(
+    "--priority", help="min, low, default, high, max or 1-5 (phone push; repeats raise it).")
 
 
 @click.command()
@@ -30,12 +37,17 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.option("--lead", help="Prepare the text this long before (90s, 10m, 1h30m).")
 @click.option("--tz", help="IANA time zone of the event (default: the configured one).")
 @click.option("--output", multiple=True, help="Deliver through this output (repeatable).")
+@nag_option
+@nag_max_option
+@priority_option
 def add(text: str, when: str, every: str | None, lead: str | None, tz: str | None,
-        output: tuple[str, ...]) -> None:
+        output: tuple[str, ...], nag: str | None, nag_max: int | None,
+        priority: str | None) -> None:
     """Add a reminder and print its id."""
     from daemon import reminders
 
-    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None)
+    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None, nag=nag,
+                          nag_max=nag_max, priority=priority)
     click.echo(event.id)
 
 
@@ -68,9 +80,12 @@ def show(event_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(view)
         return
-    for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "paused", "source"):
+    for key in ("id", "task", "start", "timezone", "rule", "lead", "alarm", "outputs", "nag",
+                "nag_max", "priority", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
-    click.echo("     next: " + (", ".join(view["upcoming"]) or "none"))
+    nexts = [at if ring == at else f"{at} (reminder {ring})"  # a calendar alarm rings before
+             for at, ring in zip(view["upcoming"], view["reminders"], strict=True)]
+    click.echo("     next: " + (", ".join(nexts) or "none"))
     for h in view["history"]:
         click.echo(f"  {h['scheduled_at']}  {h['status']:<9}  {h['message'] or ''}")
 
@@ -83,12 +98,17 @@ def show(event_id: int, as_json: bool) -> None:
 @click.option("--lead", help="New lead time.")
 @click.option("--tz", help="New time zone.")
 @click.option("--output", multiple=True, help="New outputs (repeatable).")
+@nag_option
+@nag_max_option
+@priority_option
 def edit(event_id: int, text: str | None, when: str | None, every: str | None, lead: str | None,
-         tz: str | None, output: tuple[str, ...]) -> None:
-    """Change a reminder."""
+         tz: str | None, output: tuple[str, ...], nag: str | None, nag_max: int | None,
+         priority: str | None) -> None:
+    """Change a reminder ('--nag none' stops its nagging)."""
     from daemon import reminders
 
-    reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None)
+    reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None,
+                   nag=nag, nag_max=nag_max, priority=priority)
     click.echo(f"updated {event_id}")
 
 
@@ -127,7 +147,8 @@ def resume(event_id: int) -> None:
               help="How many occurrences.")
 @json_option
 def log_(limit: int, as_json: bool) -> None:
-    """Show delivered, late, missed and failed reminders, newest first."""
+    """Show delivered, late, missed, failed and unacknowledged reminders and their nag
+    repeats, newest first."""
     from daemon import reminders
 
     rows = reminders.log(_app(), limit)
@@ -135,8 +156,10 @@ def log_(limit: int, as_json: bool) -> None:
         echo_json(rows)
         return
     for r in rows:
+        repeat = f"  (repeat {r['repeat']} of {r['repeat_of']})" if r["repeat"] else ""
+        ack = f"  [done by {r['acknowledged_by']}]" if r["acknowledged_by"] else ""
         click.echo(f"{r['id']:>5}  {r['scheduled_at']}  {r['status']:<9}  {r['task']}"
-                   f"{'  — ' + r['message'] if r['message'] else ''}")
+                   f"{'  — ' + r['message'] if r['message'] else ''}{repeat}{ack}")
 
 
 @click.command()
@@ -160,7 +183,9 @@ def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
 @click.argument("occurrence_id", type=int)
 @click.argument("duration", required=False)
 def snooze(occurrence_id: int, duration: str | None) -> None:
-    """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`."""
+    """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`.
+
+    A nagging reminder's next repeat moves instead."""
     from daemon import reminders
     from daemon.timeparse import parse_duration
 
@@ -172,46 +197,30 @@ def snooze(occurrence_id: int, duration: str | None) -> None:
 @click.command()
 @click.argument("occurrence_id", type=int)
 def done(occurrence_id: int) -> None:
-    """Mark a delivered reminder as done — ID from `chime log`."""
+    """Mark a delivered reminder as done (stops its nagging) — ID from `chime log`."""
     from daemon import reminders
 
-    reminders.done(_app(), occurrence_id)
+    reminders.done(_app(), occurrence_id, by="cli")
     click.echo(f"done {occurrence_id}")
 
 
 @click.command()
 @json_option
 def status(as_json: bool) -> None:
-    """Is the daemon running, and what comes next."""
-    from daemon import reminders
-    from daemon.service import alive
-    from daemon.store import repo
+    """Is the daemon running, and what comes next (the web's status page shows the same)."""
+    from daemon.status import overview
 
-    app = _app()
-    with app.db.session() as s:
-        heartbeat = repo.read_heartbeat(s)
-    running = alive(heartbeat, app.settings.daemon.heartbeat)
-    items = [e for e in reminders.upcoming(app) if e["next"]]
-    items.sort(key=lambda e: e["next"])
-    nexts = [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]]
-    from daemon.generation.lora import memory_need_mb
-    from daemon.guards import describe
-
-    guard = describe(app.settings.guards, need_mb=memory_need_mb(app.settings), db=app.db)
-    data: dict[str, Any] = {
-        "running": running,
-        "pid": heartbeat.get("pid") if heartbeat and running else None,
-        "heartbeat": heartbeat.get("at") if heartbeat else None,
-        "database": str(app.settings.db_path),
-        "next": nexts,
-        "guard": guard,
-    }
+    data: dict[str, Any] = overview(_app())
+    running, nexts, guard = data["running"], data["next"], data["guard"]
     if as_json:
         echo_json(data)
     else:
         state = f"running (pid {data['pid']})" if running else "not running"
         click.echo(f"daemon: {state}; last heartbeat {data['heartbeat'] or 'never'}")
         click.echo(f"database: {data['database']}")
+        if data["clock"] == "waiting":
+            click.echo("clock: waiting for the system clock to be synchronised; until then no "
+                       "reminder is delivered late or recorded as missed")
         for n in nexts:
             click.echo(f"  next: {n['at']}  {n['task']}")
         hottest = guard["readings"].get("hottest")
@@ -220,6 +229,9 @@ def status(as_json: bool) -> None:
                    f"{f'; hottest {hottest}' if hottest else ''}")
         for d in guard["decisions"][:3]:
             click.echo(f"  {d['at']}  {d['decision']}  {d['reason']}")
+        click.echo(f"model: {'usable' if data['model']['usable'] else data['model']['reason']}")
+        fetched = data["weather"]["fetched_at"]
+        click.echo(f"weather: {'fetched ' + fetched if fetched else 'no forecast cached'}")
     if not running:
         sys.exit(3)
 
