@@ -30,6 +30,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import peers  # noqa: E402  (bench/peers.py, beside this file)
+
 SHAPE = {"vocab_size": 250880, "hidden_size": 2048, "n_layer": 24, "n_head": 16}
 ALL = ["fp32", "bf16", "bnb-int8", "torch-int8", "torch-int8-wo", "torch-int8-sep",
        "torch-int8-40k"]
@@ -366,7 +368,12 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(ALL))
     parser.add_argument("--cold-runs", type=int, default=3,
                         help="worker cold starts per torch-int8 variant (best is printed)")
+    parser.add_argument("--peers", default="",
+                        help="also run these peers: llama.cpp, ctranslate2 (bench/peers.py)")
+    parser.add_argument("--install-peers", action="store_true",
+                        help="pip-install the peers that are missing (not chime dependencies)")
     parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--peer-path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -376,10 +383,17 @@ def main() -> None:
     if args.run == "fp32-pruned":
         fp32_on_pruned_inputs(args.cache, dirs)
         return
+    if args.run and args.run.startswith("peer:"):
+        print(json.dumps(peers.run(args.run[5:], args.peer_path, NEW_TOKENS)), flush=True)
+        return
+    if args.run and args.run.startswith("peer-first:"):
+        peers.first_token(args.run[11:], args.peer_path)
+        return
     if args.run:
         print(json.dumps(run_one(args.run, args.cache, dirs)), flush=True)
         return
-    install(args.cache, prepare(args.cache))
+    hub = prepare(args.cache)
+    install(args.cache, hub)
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     for name in names:
         if name == "torch-int8-40k" and not (args.cache / "fp32_argmax_pruned.json").exists() \
@@ -411,6 +425,32 @@ def main() -> None:
               + (f" ({r['agreement_kept']} where fp32 picks a kept token)"
                  if "agreement_kept" in r else "") + "  "
               f"[{r['info'].get('engine', '')}]", flush=True)
+
+    run_peers([n.strip() for n in args.peers.split(",") if n.strip()], args, hub, dirs)
+
+
+def run_peers(names: list[str], args: argparse.Namespace, hub: Path,
+              dirs: dict[str, Path]) -> None:
+    """The peers on the same merged weights, each in its own process (bench/peers.py)."""
+    if args.install_peers:
+        peers.install(names)
+    for name in names:
+        path = peers.prepare(name, args.cache, hub, dirs["merged"] / "adapter")
+        done = subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "--run",
+                               f"peer:{name}", "--peer-path", str(path)], capture_output=True,
+                              text=True, check=False)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        if done.returncode or not lines:
+            print(f"{name}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}",
+                  flush=True)
+            continue
+        r = json.loads(lines[-1])
+        colds = [peers.cold_start(name, path, Path(__file__)) for _ in range(args.cold_runs)]
+        best = min(colds, key=lambda c: c["first_token_s"])
+        print(f"{name:15} load {r['load_s']:5.2f}s  peak load {r['peak_load_mb']:6d} MB  "
+              f"peak {r['peak_mb']:6d} MB  decode {r['decode_tok_s']:5.2f} tok/s  cold start: "
+              f"first token {best['first_token_s']:.2f}s (peak {best['peak_mb']} MB; "
+              f"{[c['first_token_s'] for c in colds]})", flush=True)
 
 
 if __name__ == "__main__":

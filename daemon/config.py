@@ -133,7 +133,7 @@ class ModelSettings:
     models_dir: str = ""
     backend: str = "auto"
     device: str = "auto"
-    kernel: str = "auto"  # torch-int8 matmuls: auto, dynamic (quantized engine), weight-only
+    kernel: str = "auto"  # torch-int8 matmuls: auto, int-mm, dynamic (quantized), weight-only
     enabled: bool = True
     temperature: float = 0.8
     top_p: float = 0.9
@@ -408,8 +408,8 @@ def _check(s: Settings) -> list[str]:
         )
     if s.model.device not in ("auto", "cpu", "cuda"):
         problems.append("[model] device: must be one of auto, cpu, cuda")
-    if s.model.kernel not in ("auto", "dynamic", "weight-only"):
-        problems.append("[model] kernel: must be one of auto, dynamic, weight-only")
+    if s.model.kernel not in ("auto", "int-mm", "dynamic", "weight-only"):
+        problems.append("[model] kernel: must be one of auto, int-mm, dynamic, weight-only")
     if s.desktop.urgency not in ("low", "normal", "critical"):
         problems.append("[desktop] urgency: must be low, normal or critical")
     if not 0 <= s.speaker.volume <= 200:

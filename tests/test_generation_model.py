@@ -78,7 +78,7 @@ def test_bnb_int8_on_cpu(installed: ModelFiles, fp32: model.Loaded) -> None:  # 
     assert _agreement(loaded, fp32) > 0.8
 
 
-@pytest.mark.parametrize("kernel", ["auto", "weight-only"])
+@pytest.mark.parametrize("kernel", ["auto", "dynamic", "weight-only"])
 def test_int8_artifact_loads_mapped_without_float_linears(installed: ModelFiles,  # noqa: F811
                                                           fp32: model.Loaded,
                                                           kernel: str) -> None:
@@ -87,7 +87,7 @@ def test_int8_artifact_loads_mapped_without_float_linears(installed: ModelFiles,
     assert not any(isinstance(m, torch.nn.Linear) for m in mods.values())
     assert isinstance(mods["head"], int8.Int8Linear)
     assert isinstance(mods["embedding"], int8.Int8Embedding)
-    assert loaded.info["engine"] == (int8.select_engine() if kernel == "auto" else "weight-only")
+    assert loaded.info["kernel"] == ("int-mm" if kernel == "auto" else kernel)  # x86 here
     assert _agreement(loaded, fp32) > 0.85
     for got, expected in _answers(loaded):
         assert got.startswith(expected)
@@ -262,3 +262,22 @@ def test_corrupt_and_missing_files_are_clear_errors(installed: ModelFiles,  # no
         model.load(files, "fp32", "cpu")
     with pytest.raises(GenerationError, match="CPU only"):
         model.load(installed, "torch-int8", "cuda")
+
+
+def test_int8_worker_path_imports_no_transformers(installed: ModelFiles) -> None:  # noqa: F811
+    """Cold start: loading and writing with the artifact needs torch and tokenizers only."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from pathlib import Path\n"
+            "from daemon.generation import model\n"
+            "from daemon.generation.files import ModelFiles\n"
+            f"loaded = model.load(ModelFiles(Path({str(installed.root)!r})), 'auto', 'cpu')\n"
+            "print(loaded.generate('human:', 1, model.Decoding(0.8, 0.9, 1.2, 4))[1])\n"
+            "print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    tokens, imported = done.stdout.splitlines()
+    assert int(tokens) > 0 and imported == "[]", done.stdout

@@ -24,7 +24,7 @@ from torch import nn
 from daemon.context.prompt import END_MARKER
 from daemon.errors import GenerationError
 from daemon.generation import bloom, int8
-from daemon.generation.files import ModelFiles
+from daemon.generation.files import ModelFiles, choose_backend
 
 log = logging.getLogger("daemon.generation.model")
 EMBEDDING = "transformer.word_embeddings.weight"
@@ -92,25 +92,18 @@ class Loaded:
 
 
 def resolve(files: ModelFiles, backend: str, device: str) -> tuple[str, str, str]:
-    """(backend, device, why) for ``auto`` settings on this machine."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if backend != "auto":
-        return backend, device, f"configured backend {backend}"
-    pair = files.missing("base") or files.missing("adapter")
-    if device == "cuda" and not pair:
+    """(backend, device, why) on this machine (``files.choose_backend`` decides)."""
+    cuda = torch.cuda.is_available()
+    bnb_problem = None
+    if cuda and backend == "auto":
         try:
             import bitsandbytes  # noqa: F401
-            return "bnb-int8", device, "CUDA and bitsandbytes are available"
         except Exception as exc:  # bnb raises odd errors on unsupported GPUs
-            reason = f"bitsandbytes unusable ({type(exc).__name__})"
-            if files.missing("int8"):
-                return "bf16", device, f"CUDA, {reason}, no int8 artifact"
-    problem = files.missing("int8")
-    if problem is None:
-        return "torch-int8", "cpu", "int8 artifact built; runs on the CPU"
-    raise GenerationError(f"no usable model for backend auto: {problem}; run `chime model "
-                          "build` (or set [model] backend = \"bf16\")")
+            bnb_problem = type(exc).__name__
+    choice = choose_backend(files, backend, device, cuda, bnb_problem)
+    if choice.problem and backend == "auto":
+        raise GenerationError(choice.problem)
+    return choice.backend, choice.device, choice.why
 
 
 def load(files: ModelFiles, backend: str = "auto", device: str = "auto", kernel: str = "auto",
@@ -203,28 +196,18 @@ LINEARS = ("self_attention.query_key_value", "self_attention.dense", "mlp.dense_
            "mlp.dense_4h_to_h")
 
 
-def kernel_engine(kernel: str) -> str | None:
-    """The quantized engine for ``kernel`` (set for this CPU), None for the weight-only one."""
-    if kernel not in ("auto", "dynamic"):
-        return None
-    engine = int8.select_engine()
-    if kernel == "dynamic" and engine is None:
-        raise GenerationError("no quantized engine in this torch build (use kernel weight-only)")
-    return engine
-
-
 def load_int8(files: ModelFiles, kernel: str = "auto") -> Loaded:
     """The artifact as a ``bloom.Bloom``: int8 layers filled from the file, no fp32 copy."""
     problem = files.missing("int8")
     if problem:
         raise GenerationError(f"torch-int8 needs the built artifact: {problem}")
     meta = files.artifact_meta()
-    engine = kernel_engine(kernel)
+    kernel = int8.choose_kernel(kernel)
     lora, scaling = ({}, 1.0) if meta.get("merged") else read_adapter(files.adapter)
     try:
         shape = bloom.Shape.read(files.artifact)
         with int8.SafetensorsFile(files.artifact / "model.safetensors") as st:
-            net = _assemble(st, shape, meta.get("embedding", "int8"), engine,
+            net = _assemble(st, shape, meta.get("embedding", "int8"), kernel,
                             lambda name, layer: _with_lora(name, layer, lora, scaling))
         tokenizer = bloom.Tokenizer(files.artifact)
     except GenerationError:
@@ -233,7 +216,8 @@ def load_int8(files: ModelFiles, kernel: str = "auto") -> Loaded:
         raise GenerationError(f"cannot load the int8 artifact: {exc}".splitlines()[0]) from exc
     if lora:
         raise GenerationError(f"adapter targets unknown layers: {sorted(lora)[:3]}")
-    info = {"merged": bool(meta.get("merged")), "engine": engine or "weight-only",
+    engine = torch.backends.quantized.engine if kernel == "dynamic" else kernel
+    info = {"merged": bool(meta.get("merged")), "kernel": kernel, "engine": engine,
             "embedding": meta.get("embedding", "int8"), "vocab_size": shape.vocab,
             "machine": platform.machine()}
     return Loaded(net.eval(), tokenizer, "torch-int8", "cpu", info)
@@ -247,18 +231,20 @@ def _with_lora(name: str, layer: nn.Module,
     return int8.LoraLinear(layer, *lora.pop(name), scaling)
 
 
-def _assemble(st: int8.SafetensorsFile, shape: bloom.Shape, embedding: str,
-              engine: str | None, wrap: Any) -> bloom.Bloom:
-    """Build the model from the artifact's tensors. Linear layers are read (or mapped, for
-    the weight-only kernel) and packed for ``engine`` on all torch threads at once."""
-    head, table = _embedding(st, embedding, engine)
+def _assemble(st: int8.SafetensorsFile, shape: bloom.Shape, embedding: str, kernel: str,
+              wrap: Any) -> bloom.Bloom:
+    """Build the model from the artifact's tensors. Linear layers use the mapped weights, or,
+    for the ``dynamic`` kernel, read them and repack them on all torch threads at once."""
+    head, table = _embedding(st, embedding, kernel)
+    copy = kernel == "dynamic"
 
     def linear(name: str) -> nn.Module:
-        q = st.read(f"{name}.weight") if engine else st.view(f"{name}.weight")
+        q = st.read(f"{name}.weight") if copy else st.view(f"{name}.weight")
         bias = st.read(f"{name}.bias") if f"{name}.bias" in st else None
-        layer = int8.Int8Linear(q, st.read(f"{name}.scale"), bias, engine)
-        del q
-        trim_memory()  # the read buffers interleave with packed weights: give them back
+        layer = int8.Int8Linear(q, st.read(f"{name}.scale"), bias, kernel)
+        if copy:
+            del q
+            trim_memory()  # the read buffers interleave with packed weights: give them back
         return layer
 
     def norm(name: str) -> bloom.Norm:
@@ -278,18 +264,18 @@ def _assemble(st: int8.SafetensorsFile, shape: bloom.Shape, embedding: str,
     return bloom.Bloom(shape, table, head, outer, blocks)
 
 
-def _embedding(st: int8.SafetensorsFile, kind: str, engine: str | None
+def _embedding(st: int8.SafetensorsFile, kind: str, kernel: str
                ) -> tuple[nn.Module, nn.Module]:
     """The tied output layer and input embedding, sharing the mapped matrix where they can."""
+    table = st.view(EMBEDDING)
     if kind != "int8":
-        table = st.view(EMBEDDING)
         return int8.Bf16Head(table), int8.Bf16Embedding(table)
     scale = st.read(EMBEDDING.replace(".weight", ".scale"))
-    head_q = st.read(EMBEDDING) if engine else st.view(EMBEDDING)
-    head = int8.Int8Linear(head_q, scale, None, engine)
-    del head_q
+    if kernel != "dynamic":
+        return int8.Int8Linear(table, scale, None, kernel), int8.Int8Embedding(table, scale)
+    head = int8.Int8Linear(st.read(EMBEDDING), scale, None, kernel)  # packed: the copy goes
     trim_memory()
-    return head, int8.Int8Embedding(st.view(EMBEDDING), scale)
+    return head, int8.Int8Embedding(table, scale)
 
 
 def teacher_forced_argmax(model: Any, ids: torch.Tensor) -> torch.Tensor:
