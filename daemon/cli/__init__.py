@@ -72,4 +72,4 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 # Command modules register themselves on ``main`` when imported.
-from daemon.cli import calendars, context, events, model, outputs, service  # noqa: E402,F401
+from daemon.cli import calendars, context, doctor, events, model, outputs, service  # noqa: E402,F401

@@ -170,8 +170,8 @@ def status(as_json: bool) -> None:
     items = [e for e in reminders.upcoming(app) if e["next"]]
     items.sort(key=lambda e: e["next"])
     nexts = [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]]
-    from daemon.generation.lora import memory_need_mb
-    from daemon.guards import describe
+    from daemon.generation.guards import describe
+    from daemon.generation.supervisor import memory_need_mb
 
     guard = describe(app.settings.guards, need_mb=memory_need_mb(app.settings), db=app.db)
     data: dict[str, Any] = {
