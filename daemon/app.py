@@ -12,7 +12,6 @@ from functools import cached_property
 from daemon.clock import Clock, SystemClock
 from daemon.config import Settings
 from daemon.context import ContextSource
-from daemon.context.source import ContextProvider
 from daemon.generation.base import Generator, WithFallback
 from daemon.generation.template import TemplateGenerator
 from daemon.outputs import base as outputs
@@ -36,6 +35,8 @@ class App:
     @cached_property
     def context_source(self) -> ContextSource:
         """Weather from the forecast cache, the day calendar, part of day (no network)."""
+        from daemon.context.source import ContextProvider  # imports requests: only when used
+
         return ContextProvider(self.settings, self.db, self.clock)
 
     @cached_property

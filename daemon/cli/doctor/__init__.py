@@ -6,7 +6,8 @@ unwritable database, an output you enabled that cannot work), a warning that it 
 crashes is reported as a warning, never as a traceback. The location is redacted.
 
 The command and the report live here; the checks in ``model.py`` (torch, GPU, int8, model files,
-memory) and ``system.py`` (Python, sensors, outputs, database, daemon, weather, clock).
+memory) and ``system.py`` (Python, sensors, outputs (desktop, speaker, ntfy), database, daemon,
+weather, clock).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from daemon.cli import echo_json, main
-from daemon.config import Settings, load_settings
+from daemon.cli import echo_json
 from daemon.errors import ChimeError
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 REDACTED = "**REDACTED**"
@@ -86,6 +89,8 @@ class Doctor:
 
 def run(config: str | None = None, db: str | None = None, hashes: bool = False) -> Report:
     """Run every check; never raises for what it finds."""
+    from daemon.config import load_settings
+
     checks: list[Check] = []
     settings: Settings | None = None
     try:
@@ -113,7 +118,7 @@ def _checks(doc: Doctor) -> list[Check]:
         (system.check_python, False), (model.check_torch, False), (model.check_gpu, False),
         (model.check_int8, False), (model.check_model_files, True), (model.check_memory, True),
         (system.check_sensors, True), (system.check_desktop, False),
-        (system.check_speaker, True), (system.check_database, True),
+        (system.check_speaker, True), (system.check_ntfy, True), (system.check_database, True),
         (system.check_daemon, True), (system.check_weather, True), (system.check_clock, False),
     ]
     checks = []
@@ -147,7 +152,7 @@ def redacted_config(s: Settings | None) -> dict[str, Any]:
     }
 
 
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--hashes", is_flag=True,
               help="Also compute the SHA-256 of large model files (slow on a board).")
