@@ -80,10 +80,12 @@ def show(event_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(view)
         return
-    for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "nag", "nag_max",
-                "priority", "paused", "source"):
+    for key in ("id", "task", "start", "timezone", "rule", "lead", "alarm", "outputs", "nag",
+                "nag_max", "priority", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
-    click.echo("     next: " + (", ".join(view["upcoming"]) or "none"))
+    nexts = [at if ring == at else f"{at} (reminder {ring})"  # a calendar alarm rings before
+             for at, ring in zip(view["upcoming"], view["reminders"], strict=True)]
+    click.echo("     next: " + (", ".join(nexts) or "none"))
     for h in view["history"]:
         click.echo(f"  {h['scheduled_at']}  {h['status']:<9}  {h['message'] or ''}")
 
