@@ -79,14 +79,14 @@ def free_port() -> int:
 class WebProcess:
     """The real `chime web` in a subprocess on a free loopback port."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = db.with_suffix(".web.log")
         self.proc = subprocess.Popen(
             [*chime_cmd(), "--db", str(db), "web", "--listen", "127.0.0.1", "--port",
              str(self.port), *args],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("w"), env=child_env())
+            stdout=subprocess.DEVNULL, stderr=self.log.open("w"), env=child_env(**(env or {})))
         deadline = time.monotonic() + 60
         while True:
             try:

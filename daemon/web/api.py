@@ -7,6 +7,7 @@ leaves the database as it was.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from daemon.planning import Recurrence, next_occurrence
 from daemon.timeparse import format_duration, parse_duration, parse_rule, parse_when
 from daemon.web.server import read_json
 
+log = logging.getLogger("daemon.web")
 T = TypeVar("T")
 MAX_ID = 2**62
 MAX_TEXT = 1000  # characters in any one string field (the task itself allows fewer)
@@ -46,7 +48,8 @@ async def call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(func, *args, **kwargs)
     except (OverflowError, ValueError) as exc:
         # Out-of-range input reaching datetime/timedelta arithmetic (e.g. lead "9e999s").
-        raise InputError(f"a value is out of range ({type(exc).__name__})") from None
+        log.info("input out of range: %s", exc)
+        raise InputError("a value is out of range (a time or duration too far away)") from None
 
 
 def fields(body: dict[str, Any], spec: dict[str, str], required: tuple[str, ...] = ()

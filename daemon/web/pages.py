@@ -164,7 +164,8 @@ async def edit(request: Request) -> Response:
         view = await call(reminders.show, the_app(request), event_id)
         start = datetime.fromisoformat(view["start"])
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
-                         every=preset_of(view["rule"]), rule=view["rule"] or "",
+                         every=preset_of(view["rule"]),
+                         rule=view["rule"] if preset_of(view["rule"]) == "custom" else "",
                          lead=view["lead"] or "", tz=view["timezone"],
                          outputs=view["outputs"] or [])
     form = await checked_form(request)

@@ -21,6 +21,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -58,10 +59,11 @@ def error_response(request: Request | None, status: int, message: str) -> Respon
 
 
 class Failures:
-    """Slows down repeated wrong tokens: each failure in the last minute adds a quarter second."""
+    """Slows down repeated wrong tokens: the n-th failure within a minute waits 0.05 s × 2ⁿ⁻¹
+    (at most 5 s): a typo costs nothing, a guessing client soon waits 5 s per try."""
 
-    def __init__(self, window: float = 60.0, step: float = 0.25, cap: float = 5.0) -> None:
-        self.window, self.step, self.cap = window, step, cap
+    def __init__(self, window: float = 60.0, first: float = 0.05, cap: float = 5.0) -> None:
+        self.window, self.first, self.cap = window, first, cap
         self.times: deque[float] = deque()
 
     async def penalize(self) -> None:
@@ -69,7 +71,7 @@ class Failures:
         self.times.append(now)
         while self.times and self.times[0] < now - self.window:
             self.times.popleft()
-        await asyncio.sleep(min(self.step * len(self.times), self.cap))
+        await asyncio.sleep(min(self.first * 2 ** (len(self.times) - 1), self.cap))
 
 
 class Guards:
@@ -286,8 +288,6 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 def serve(app: App, listen: str, port: int) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
-    import uvicorn
-
     web = create_app(app, listen=listen)
     config = uvicorn.Config(web, host=listen, port=port, log_level="warning",
                             access_log=False, proxy_headers=False, server_header=False,

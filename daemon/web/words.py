@@ -124,6 +124,8 @@ ZH: dict[str, str] = {
     "age.hours": "{n} 小时",
     "age.days": "{n} 天",
     "sep": "，",
+    "more": "更多选项",
+    "ago.now": "刚刚",
 }
 
 EN: dict[str, str] = {
@@ -241,6 +243,8 @@ EN: dict[str, str] = {
     "age.hours": "{n} h",
     "age.days": "{n} days",
     "sep": ", ",
+    "more": "More options",
+    "ago.now": "just now",
 }
 
 _CN_WEEKDAYS = "一二三四五六日"
@@ -263,7 +267,7 @@ def pick_language(accept_language: str) -> str:
                 q = float(params.strip()[2:])
             except ValueError:
                 q = 0.0
-        if q > best_q:
+        if q > best_q and q > 0:
             best, best_q = lang, q
     return best
 
@@ -293,8 +297,8 @@ class Words:
         seconds = (at - now).total_seconds()
         prefix = "in" if seconds >= 0 else "ago"
         span = abs(seconds)
-        if prefix == "in" and span < 60:
-            return self("in.now")
+        if span < 60:
+            return self(f"{prefix}.now")
         if span < 3600:
             return self(f"{prefix}.minutes", n=max(1, round(span / 60)))
         if span < 86400 * 2:
