@@ -136,8 +136,13 @@ class Service:
         now = self.app.clock.now()
         self.lookback = lookback_start(now, heartbeat, daemon.grace)
         counts = {"late": 0, "missed": 0}
+        retry_catch_up = False
         if self.timesync.trusted:
-            counts = self.courier.catch_up(self.lookback, now, startup=True)
+            try:
+                counts = self.courier.catch_up(self.lookback, now, startup=True)
+            except StoreError as exc:  # a failing disk: again in the scheduler, in a moment
+                db.note_write_failure(exc)
+                retry_catch_up = True
         else:
             last = datetime.fromisoformat(heartbeat["at"]) if heartbeat else now
             self.planner.hold_before = max(last, now)
@@ -146,6 +151,8 @@ class Service:
                         daemon.time_sync_max_wait)
         self.planner.start()
         self.planner.replan()
+        if retry_catch_up:
+            self._catch_up(self.lookback, now)
         self.beat = daemon.heartbeat
         if self.notifier.watchdog_interval:
             self.beat = min(self.beat, timedelta(seconds=self.notifier.watchdog_interval))

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from daemon_fixtures import Daemon, chime_cmd, child_env, cli, occurrences, wait_for
+from daemon_fixtures import Daemon, child_env, chime_cmd, cli, occurrences, wait_for
 
 from daemon.app import App
 from daemon.config import load_settings

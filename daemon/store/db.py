@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ log = logging.getLogger("daemon.store")
 
 BUSY_TIMEOUT_MS = 10_000
 SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL = 8, 10, 13
+OPEN_ATTEMPTS = 4
 
 
 def _initial(conn: Connection) -> None:
@@ -98,7 +100,15 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_error: str | None = None
         self._health = threading.Lock()
-        self._migrate()
+        for attempt in range(OPEN_ATTEMPTS):  # a failing SD card's errors come and go
+            try:
+                self._migrate()
+                break
+            except StoreWriteError:
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                log.warning("opening database %s: disk I/O error; trying again", self.path)
+                time.sleep(0.2 * 2 ** attempt)
 
     def _migrate(self) -> None:
         try:
@@ -133,7 +143,8 @@ class Database:
             raise
         except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
             self.read_only_check()
-            raise StoreError(f"cannot open database {self.path}: {_reason(exc)}") from exc
+            kind = StoreWriteError if _primary_code(exc) == SQLITE_IOERR else StoreError
+            raise kind(f"cannot open database {self.path}: {_reason(exc)}") from exc
 
     def read_only_check(self) -> None:
         """Raise StoreReadOnlyError when the file, its folder or its file system is read-only
@@ -168,8 +179,7 @@ class Database:
 
     def _error(self, exc: SQLAlchemyError) -> StoreError:
         """Our error for a failed unit of work, saying when the disk refused a write."""
-        code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
-        primary = code & 0xFF if isinstance(code, int) else None
+        primary = _primary_code(exc)
         reason = _reason(exc)
         if primary == SQLITE_FULL:
             return StoreWriteError(f"database {self.path}: the disk is full ({reason})")
@@ -218,6 +228,12 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code (SQLITE_FULL, SQLITE_IOERR…) behind an error, if any."""
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def _reason(exc: BaseException) -> str:
