@@ -227,9 +227,14 @@ class Service:
 
     def _catch_up(self, since: datetime, until: datetime) -> None:
         """Run the catch-up for [since, until) now, in the maintenance executor."""
-        self.planner.scheduler.add_job(self.courier.catch_up, args=[since, until],
-                                       kwargs={"startup": True}, executor="maintenance",
-                                       misfire_grace_time=None)
+        self.planner.scheduler.add_job(self._run_catch_up, args=[since, until],
+                                       executor="maintenance", misfire_grace_time=None)
+
+    def _run_catch_up(self, since: datetime, until: datetime) -> None:
+        try:
+            self.courier.catch_up(since, until, startup=True)
+        except StoreError as exc:  # slots within the grace window stay for the next minute
+            self.app.db.note_write_failure(exc)
 
     def _reload(self) -> None:
         self.notifier.reloading()

@@ -104,10 +104,12 @@ class Database:
             try:
                 self._migrate()
                 break
-            except StoreWriteError:
+            except StoreReadOnlyError:
+                raise
+            except StoreWriteError as exc:
                 if attempt == OPEN_ATTEMPTS - 1:
                     raise
-                log.warning("opening database %s: disk I/O error; trying again", self.path)
+                log.warning("%s; trying again", exc)
                 time.sleep(0.2 * 2 ** attempt)
 
     def _migrate(self) -> None:
