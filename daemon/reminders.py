@@ -17,7 +17,7 @@ from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.generation.base import Request
 from daemon.outputs import base as outputs
-from daemon.planning import Recurrence, next_occurrence, zone
+from daemon.planning import Recurrence, alarm_of, next_occurrence, zone
 from daemon.priority import LABELS as PRIORITY_LABELS
 from daemon.priority import parse_priority
 from daemon.store import repo
@@ -145,7 +145,8 @@ def upcoming(app: App) -> list[dict[str, Any]]:
 
 
 def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
-    """One reminder with its next ``count`` occurrences and its recent history."""
+    """One reminder with its next ``count`` occurrences and its recent history; with a
+    calendar alarm, ``reminders`` lists when each of those rings (``upcoming`` the starts)."""
     now = app.clock.now()
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
@@ -156,6 +157,8 @@ def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
             nexts.append(at.astimezone(zone(event.tz)).isoformat())
             after = at
         view["upcoming"] = nexts
+        alarm = alarm_of(event.alarm_s)
+        view["reminders"] = [(datetime.fromisoformat(at) - alarm).isoformat() for at in nexts]
         history = repo.event_history(s, event.id, 10)
         view["history"] = [occurrence_view(o, event.tz) for o in history]
         return view
@@ -228,7 +231,7 @@ def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str
                             status="prepared" if original.message else "pending",
                             message=original.message, generator=original.generator,
                             context=original.context, prepared_at=app.clock.now(),
-                            snoozed_from=original.id)
+                            snoozed_from=original.id, starts_at=original.starts_at)
         s.add(repeat)
         s.flush()
         nagging.acknowledge(s, original, by, app.clock.now())
@@ -270,6 +273,7 @@ def event_view(event: Event, now: datetime) -> dict[str, Any]:
         "rule": event.rrule,
         "exdates": event.exdates,
         "lead": None if event.lead_s is None else format_duration(timedelta(seconds=event.lead_s)),
+        "alarm": None if not event.alarm_s else format_duration(timedelta(seconds=event.alarm_s)),
         "outputs": event.outputs,
         "nag": None if event.nag_s is None else (
             format_duration(timedelta(seconds=event.nag_s)) if event.nag_s else "none"),
@@ -292,6 +296,7 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
         "event_id": o.event_id,
         "task": o.task,
         "scheduled_at": iso(o.scheduled_at),
+        "starts_at": iso(o.starts_at),
         "status": o.status,
         "delivered_at": iso(o.delivered_at),
         "message": o.message,

@@ -80,10 +80,12 @@ def show(event_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(view)
         return
-    for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "nag", "nag_max",
-                "priority", "paused", "source"):
+    for key in ("id", "task", "start", "timezone", "rule", "lead", "alarm", "outputs", "nag",
+                "nag_max", "priority", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
-    click.echo("     next: " + (", ".join(view["upcoming"]) or "none"))
+    nexts = [at if ring == at else f"{at} (reminder {ring})"  # a calendar alarm rings before
+             for at, ring in zip(view["upcoming"], view["reminders"], strict=True)]
+    click.echo("     next: " + (", ".join(nexts) or "none"))
     for h in view["history"]:
         click.echo(f"  {h['scheduled_at']}  {h['status']:<9}  {h['message'] or ''}")
 
@@ -205,31 +207,11 @@ def done(occurrence_id: int) -> None:
 @click.command()
 @json_option
 def status(as_json: bool) -> None:
-    """Is the daemon running, and what comes next."""
-    from daemon import reminders
-    from daemon.service import alive
-    from daemon.store import repo
+    """Is the daemon running, and what comes next (the web's status page shows the same)."""
+    from daemon.status import overview
 
-    app = _app()
-    with app.db.session() as s:
-        heartbeat = repo.read_heartbeat(s)
-    running = alive(heartbeat, app.settings.daemon.heartbeat)
-    items = [e for e in reminders.upcoming(app) if e["next"]]
-    items.sort(key=lambda e: e["next"])
-    nexts = [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]]
-    from daemon.generation.lora import memory_need_mb
-    from daemon.guards import describe
-
-    guard = describe(app.settings.guards, need_mb=memory_need_mb(app.settings), db=app.db)
-    data: dict[str, Any] = {
-        "running": running,
-        "pid": heartbeat.get("pid") if heartbeat and running else None,
-        "heartbeat": heartbeat.get("at") if heartbeat else None,
-        "database": str(app.settings.db_path),
-        "clock": heartbeat.get("clock") if heartbeat and running else None,
-        "next": nexts,
-        "guard": guard,
-    }
+    data: dict[str, Any] = overview(_app())
+    running, nexts, guard = data["running"], data["next"], data["guard"]
     if as_json:
         echo_json(data)
     else:
@@ -247,6 +229,9 @@ def status(as_json: bool) -> None:
                    f"{f'; hottest {hottest}' if hottest else ''}")
         for d in guard["decisions"][:3]:
             click.echo(f"  {d['at']}  {d['decision']}  {d['reason']}")
+        click.echo(f"model: {'usable' if data['model']['usable'] else data['model']['reason']}")
+        fetched = data["weather"]["fetched_at"]
+        click.echo(f"weather: {'fetched ' + fetched if fetched else 'no forecast cached'}")
     if not running:
         sys.exit(3)
 
