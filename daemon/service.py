@@ -190,10 +190,10 @@ class Service:
 
     def _record_before_exit(self) -> None:
         """Give deliveries kept in memory a last few chances to be recorded."""
-        for delay in (0.0, 0.5, 1.0, 2.0):
-            time.sleep(delay)
+        for delay in (0.5, 1.0, 2.0):
             if not self.courier.record_kept():
                 return
+            time.sleep(delay)
         log.error("%d delivery(ies) could not be recorded (the database refuses writes); "
                   "a restart may send them again", self.courier.record_kept())
 
