@@ -193,7 +193,7 @@ class Courier:
             events = {e.id: e for e in repo.list_events(s, include_paused=False)}
             for event in events.values():
                 start = max(since, event.updated_at)
-                for at in occurrences(event, start, until):
+                for at in occurrences(event, start, until, self.app.workdays):
                     todo[(event.id, at)] = False
             statuses = ("pending", "prepared", "delivering") if startup else ("pending", "prepared")
             for occ in repo.open_occurrences(s, until):

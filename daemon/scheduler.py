@@ -46,7 +46,7 @@ def plan(app: App, now: datetime) -> list[Slot]:
             slots.setdefault((event_id, at), Slot(event_id, at, at - lead))
 
         for event in events.values():
-            for at in occurrences(event, max(start, event.updated_at), end):
+            for at in occurrences(event, max(start, event.updated_at), end, app.workdays):
                 add(event.id, at)
         for occ in repo.open_occurrences(s, end):
             if occ.event_id in events and occ.status != "delivering" and occ.scheduled_at >= start:

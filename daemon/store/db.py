@@ -39,8 +39,20 @@ def _initial(conn: Connection) -> None:
     models.Base.metadata.create_all(conn, tables=tables)  # type: ignore[arg-type]
 
 
+def _add_column(table: str, column: str, sql_type: str) -> Callable[[Connection], None]:
+    """A migration adding a nullable column (a database made by ``_initial`` from today's
+    models already has it)."""
+
+    def apply(conn: Connection) -> None:
+        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+    return apply
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _initial),
+    ("0002_event_day_filter", _add_column("events", "day_filter", "VARCHAR(16)")),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
