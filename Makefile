@@ -9,7 +9,7 @@ run: setup
 
 test:
 	scripts/system-deps.sh
-	CHIME_EXTRAS=llm,cuda,desktop,jetson,test scripts/setup.sh
+	CHIME_EXTRAS=llm,cuda,desktop,jetson,web,test scripts/setup.sh
 	.venv/bin/ruff check daemon tests bench
 	.venv/bin/python -m pytest -q
 

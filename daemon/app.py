@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from daemon.clock import Clock, SystemClock
 from daemon.config import Settings
 from daemon.context import ContextSource
-from daemon.context.source import ContextProvider
 from daemon.generation.base import Generator, WithFallback
 from daemon.generation.template import TemplateGenerator
 from daemon.outputs import base as outputs
@@ -40,6 +39,8 @@ class App:
     @cached_property
     def context_source(self) -> ContextSource:
         """Weather from the forecast cache, the day calendar, part of day (no network)."""
+        from daemon.context.source import ContextProvider  # imports requests: only when used
+
         return ContextProvider(self.settings, self.db, self.clock)
 
     @cached_property

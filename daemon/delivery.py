@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from daemon import nag
 from daemon.app import App
 from daemon.context import Context
 from daemon.context.source import LocalContext
@@ -61,6 +62,7 @@ class Courier:
         self.actions = actions
         self._outputs: dict[str, Output] = {}
         self._lock = threading.Lock()
+        self._busy: set[tuple[int, datetime]] = set()  # (event, instant) being delivered now
 
     # --- prepare --------------------------------------------------------------------------
 
@@ -112,6 +114,17 @@ class Courier:
         ``late`` marks a delivery after downtime; otherwise it is late when it happens more
         than ``[daemon] late_after`` after its time. ``resume`` continues a row that a crash
         left in ``delivering``."""
+        with self._lock:
+            if (slot.event_id, slot.at) in self._busy:
+                return None
+            self._busy.add((slot.event_id, slot.at))
+        try:
+            return self._deliver(slot, resume, late)
+        finally:
+            with self._lock:
+                self._busy.discard((slot.event_id, slot.at))
+
+    def _deliver(self, slot: Slot, resume: bool, late: bool) -> str | None:
         with self.app.db.session() as s:
             event = s.get(Event, slot.event_id)
             if event is None or event.paused:
@@ -121,6 +134,7 @@ class Courier:
                 return None
             tz, names = event.tz, event.outputs or self.app.settings.daemon.outputs
             occ_id, task, message = occ.id, occ.task, occ.message
+            repeat, priority = occ.repeat, event.priority
             results: dict[str, Any] = dict(occ.results or {})
         if not message:
             local = slot.at.astimezone(zone(tz))
@@ -133,7 +147,8 @@ class Courier:
                 occ.message, occ.generator = message, draft.generator
                 occ.context = _context_record(context, draft)
         late = late or self.app.clock.now() - slot.at > self.app.settings.daemon.late_after
-        reminder = Reminder(occ_id, task, message, slot.at.astimezone(zone(tz)), late)
+        reminder = Reminder(occ_id, task, message, slot.at.astimezone(zone(tz)), late,
+                            repeat=repeat, priority=priority)
         for name in names:
             if name in results:  # sent before a crash: never twice
                 continue
@@ -167,6 +182,7 @@ class Courier:
             occ = repo.get_occurrence(s, occ_id)
             occ.status, occ.delivered_at = status, now
             occ.error = "; ".join(failures) or None
+            nag.after_delivery(s, occ, now, self.app.settings.daemon)
         log.info("occurrence %d %s (%s)", occ_id, status, ", ".join(results) or "no outputs")
         return status
 
@@ -183,7 +199,8 @@ class Courier:
         """Handle slots in [since, until) that were never delivered.
 
         Within the grace window they are delivered now (marked late); beyond it they are
-        recorded as missed. At start-up, rows interrupted mid-delivery are resumed.
+        recorded as missed. With ``startup``, rows interrupted mid-delivery (left in
+        ``delivering`` and not being delivered by this process) are resumed.
         """
         now = self.app.clock.now()
         grace = self.app.settings.daemon.grace
@@ -204,6 +221,9 @@ class Courier:
             row = done.get((event_id, at))
             if row is not None and row.status not in ("pending", "prepared", "delivering"):
                 continue
+            with self._lock:
+                if (event_id, at) in self._busy:
+                    continue
             slot = Slot(event_id, at, at)
             if now - at <= grace:
                 if self.deliver(slot, resume=resume, late=True):
@@ -230,6 +250,7 @@ class Courier:
             else:
                 occ.status = "missed"
                 occ.error = "chime was not running at the time (beyond the grace window)"
+            nag.after_missed(s, occ)
             return True
 
     def close(self) -> None:

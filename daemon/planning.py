@@ -49,6 +49,16 @@ class Workdays(Protocol):
     def is_workday(self, day: date) -> bool: ...
 
 
+class _EveryDay:
+    def is_workday(self, day: date) -> bool:
+        return True
+
+
+# For questions that a superset of the rule's times answers ("could this instant be one of the
+# event's own?"): every day counts as a working day.
+EVERY_DAY: Workdays = _EveryDay()
+
+
 @dataclass
 class Recurrence:
     """A plain Schedule, for code that has no Event row (previews, imports, tests)."""

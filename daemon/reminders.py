@@ -11,12 +11,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from daemon import nag as nagging
 from daemon.app import App
 from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.generation.base import Request
 from daemon.outputs import base as outputs
 from daemon.planning import Recurrence, Schedule, Workdays, next_occurrence, zone
+from daemon.priority import LABELS as PRIORITY_LABELS
+from daemon.priority import parse_priority
 from daemon.recurrence import describe_every, parse_every
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
@@ -50,15 +53,35 @@ def check_lead(text: str) -> int:
     return int(lead.total_seconds())
 
 
+def check_nag(text: str) -> int:
+    """``5m`` → 300 seconds between repeats; ``none`` (or ``off``, ``0``) → 0, no nagging."""
+    if text.strip().lower() in ("none", "off", "no", "0"):
+        return 0
+    every = parse_duration(text)
+    if not timedelta(seconds=1) <= every <= timedelta(days=1):
+        raise InputError(f"nag interval {text!r} must be between 1s and 1d (or 'none')")
+    return int(every.total_seconds())
+
+
+def check_nag_max(count: int) -> int:
+    if not 1 <= count <= 100:
+        raise InputError(f"--nag-max {count}: must be between 1 and 100")
+    return count
+
+
 def seed_for(event_id: int | None, instant: datetime) -> int:
     """A stable seed per occurrence, so its text can be reproduced."""
     return zlib.crc32(f"{event_id}:{instant.astimezone(timezone.utc).isoformat()}".encode())
 
 
 def add(app: App, task: str, when: str, every: str | None = None, lead: str | None = None,
-        tz: str | None = None, output: list[str] | None = None) -> Event:
+        tz: str | None = None, output: list[str] | None = None, nag: str | None = None,
+        nag_max: int | None = None, priority: str | None = None) -> Event:
     """Create a reminder; a one-off must lie in the future."""
     fields = _fields(app, task=task, when=when, every=every, lead=lead, tz=tz, output=output)
+    fields["nag_s"] = check_nag(nag) if nag is not None else None
+    fields["nag_max"] = check_nag_max(nag_max) if nag_max is not None else None
+    fields["priority"] = parse_priority(priority) if priority is not None else None
     schedule = Recurrence(fields["dtstart"], fields["tz"], fields["rrule"],
                           day_filter=fields["day_filter"])
     first = next_occurrence(schedule, app.clock.now() - timedelta(seconds=1),
@@ -101,7 +124,8 @@ def resolve(app: App, when: str, every: str | None = None,
 
 def edit(app: App, event_id: int, task: str | None = None, when: str | None = None,
          every: str | None = None, lead: str | None = None, tz: str | None = None,
-         output: list[str] | None = None) -> Event:
+         output: list[str] | None = None, nag: str | None = None, nag_max: int | None = None,
+         priority: str | None = None) -> Event:
     """Change some fields of a reminder; ``every="none"`` makes it a one-off."""
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
@@ -123,9 +147,17 @@ def edit(app: App, event_id: int, task: str | None = None, when: str | None = No
         if output is not None:
             outputs.check_names(output, InputError)
             changes["outputs"] = list(output) or None
+        if nag is not None:
+            changes["nag_s"] = check_nag(nag)
+        if nag_max is not None:
+            changes["nag_max"] = check_nag_max(nag_max)
+        if priority is not None:
+            changes["priority"] = parse_priority(priority)
         if not changes:
-            raise InputError(
-                "nothing to change (give --text, --at, --every, --lead, --tz or --output)")
+            raise InputError("nothing to change (give --text, --at, --every, --lead, --tz, "
+                             "--output, --nag, --nag-max or --priority)")
+        if changes.get("nag_s") == 0:
+            nagging.stop_event(s, event.id)
         return repo.update_event(s, event, **changes)
 
 
@@ -253,14 +285,22 @@ def _guard_view(app: App, since: datetime) -> dict[str, Any]:
     return decision_dict(Guard(app.settings.guards, lora.memory_need_mb(app.settings)).peek())
 
 
-def snooze(app: App, occurrence_id: int, delay: timedelta | None = None) -> int:
-    """Repeat a delivered reminder after ``delay``; returns the new occurrence's id."""
+def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"
+           ) -> int:
+    """Remind again after ``delay``; returns the id of the occurrence that will come.
+
+    A nagging reminder keeps nagging: its next repeat moves to ``delay`` from now. Otherwise a
+    new occurrence repeats the reminder's words, and the reminder counts as acknowledged."""
     delay = delay if delay is not None else app.settings.desktop.snooze
     if delay <= timedelta(0):
         raise InputError("snooze duration must be positive")
     with app.db.session() as s:
         original = repo.get_occurrence(s, occurrence_id)
         at = (app.clock.now() + delay).replace(microsecond=0)
+        moved = nagging.postpone(s, original, at, app.settings.daemon)
+        if moved is not None:
+            return moved.id
+        original = nagging.root_of(s, original)
         # The repeat says the same words: it is already prepared with the original's text.
         repeat = Occurrence(event_id=original.event_id, task=original.task, scheduled_at=at,
                             status="prepared" if original.message else "pending",
@@ -269,29 +309,30 @@ def snooze(app: App, occurrence_id: int, delay: timedelta | None = None) -> int:
                             snoozed_from=original.id)
         s.add(repeat)
         s.flush()
-        original.acknowledged_at = original.acknowledged_at or app.clock.now()
+        nagging.acknowledge(s, original, by, app.clock.now())
         repo.bump_revision(s)
         return repeat.id
 
 
-def done(app: App, occurrence_id: int) -> None:
-    """Record that the person acknowledged the reminder."""
+def done(app: App, occurrence_id: int, by: str = "cli") -> None:
+    """Record that the person acknowledged the reminder (any repeat of it will do), from
+    ``by``: cli, desktop, web or push; its nagging stops."""
     with app.db.session() as s:
-        occ = repo.get_occurrence(s, occurrence_id)
-        occ.acknowledged_at = app.clock.now()
+        nagging.acknowledge(s, repo.get_occurrence(s, occurrence_id), by, app.clock.now())
 
 
 class AppActions:
-    """The Actions an output's buttons call (desktop: 完成 / 稍后提醒)."""
+    """The Actions an output's buttons call (desktop: 完成 / 稍后提醒), acknowledging as ``by``."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, by: str = "desktop") -> None:
         self.app = app
+        self.by = by
 
     def snooze(self, occurrence_id: int, delay: timedelta | None = None) -> int | None:
-        return snooze(self.app, occurrence_id, delay)
+        return snooze(self.app, occurrence_id, delay, self.by)
 
     def done(self, occurrence_id: int) -> None:
-        done(self.app, occurrence_id)
+        done(self.app, occurrence_id, self.by)
 
 
 # --- views ------------------------------------------------------------------------------------
@@ -311,6 +352,10 @@ def event_view(event: Event, now: datetime, workdays: Workdays) -> dict[str, Any
         "exdates": event.exdates,
         "lead": None if event.lead_s is None else format_duration(timedelta(seconds=event.lead_s)),
         "outputs": event.outputs,
+        "nag": None if event.nag_s is None else (
+            format_duration(timedelta(seconds=event.nag_s)) if event.nag_s else "none"),
+        "nag_max": event.nag_max,
+        "priority": PRIORITY_LABELS[event.priority] if event.priority else None,
         "paused": event.paused,
         "source": event.source,
         "next": local.isoformat() if local else None,
@@ -336,7 +381,10 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
         "results": o.results,
         "error": o.error,
         "snoozed_from": o.snoozed_from,
+        "repeat": o.repeat,
+        "repeat_of": o.repeat_of,
         "acknowledged_at": iso(o.acknowledged_at),
+        "acknowledged_by": o.acknowledged_by,
     }
 
 

@@ -30,11 +30,14 @@ from daemon.store import repo
 log = logging.getLogger("daemon.scheduler")
 
 
-def plan(app: App, now: datetime) -> list[Slot]:
+def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot]:
     """Every undelivered slot in [now − grace, now + horizon): recurrences of active events
     plus open rows (snoozed repeats), sorted by time. Slots just past stay in the plan so that
-    a deliver job that is a little late on a busy board is not thrown away by a replan."""
+    a deliver job that is a little late on a busy board is not thrown away by a replan.
+    ``earliest`` moves the start later (while the clock is not trusted: nothing late)."""
     start, end = now - app.settings.daemon.grace, now + app.settings.daemon.horizon
+    if earliest is not None:
+        start = max(start, earliest)
     default_lead = app.settings.daemon.lead
     slots: dict[tuple[int, datetime], Slot] = {}
     with app.db.session() as s:
@@ -76,6 +79,7 @@ class Planner:
                           "max_instances": 1},
         )
         self.slots: dict[str, Slot] = {}
+        self.hold_before: datetime | None = None  # set while the clock is not trusted
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -92,7 +96,8 @@ class Planner:
     def replan(self) -> int:
         """Make the jobs match the plan from the table; returns the number of slots."""
         now = self.app.clock.now()
-        desired = {slot.key: slot for slot in plan(self.app, now)}
+        earliest = max(now, self.hold_before) if self.hold_before is not None else None
+        desired = {slot.key: slot for slot in plan(self.app, now, earliest)}
         with self._lock:
             for key in set(self.slots) - set(desired):
                 for job_id in (f"prepare:{key}", f"deliver:{key}"):

@@ -5,6 +5,14 @@ the database changed (the CLI bumps it on every change), pings the systemd watch
 the scheduler's own heartbeat job keeps ticking, and handles SIGHUP (reload) and SIGTERM/SIGINT
 (finish in-flight deliveries, then exit 0).
 
+The clock: on a board without an RTC the daemon first waits for the clock to be synchronised
+(``[daemon] wait_for_time_sync``, at most ``time_sync_max_wait``). Until then it delivers on
+time what falls after its last heartbeat, but delivers nothing late and records nothing as
+missed: the catch-up after downtime waits for a clock it can trust. A step of the wall clock
+(seen against the monotonic clock) re-plans at once; after a forward step the jumped span goes
+through the catch-up (late within the grace window, else missed), after a backward step the
+periodic jobs are rescheduled from the new now and delivered rows stay delivered.
+
 The watchdog proves real liveness: the heartbeat job must run in the scheduler's executor
 *and* write its row to the database. If the scheduler stalls, or the database stays locked
 (hold ``BEGIN EXCLUSIVE`` on it to see this), the ticks stop, the pings stop, and systemd
@@ -31,6 +39,7 @@ from daemon.notify import Notifier
 from daemon.reminders import AppActions
 from daemon.scheduler import Planner
 from daemon.store import repo
+from daemon.timesync import JumpDetector, TimeSync, should_wait
 
 log = logging.getLogger("daemon.service")
 
@@ -48,6 +57,8 @@ class Service:
         self.stop = threading.Event()
         self.reload = threading.Event()
         self.last_tick = time.monotonic()
+        self.beat = settings.daemon.heartbeat
+        self.timesync = TimeSync(False, timedelta(0))
         self.courier = Courier(self.app, AppActions(self.app))
         self.planner = Planner(self.app, self.courier)
 
@@ -61,6 +72,7 @@ class Service:
             "version": __version__,
             "at": self.app.clock.now().isoformat(),
             "started": self.started.isoformat(),
+            "clock": self.timesync.state,
             "next": [{"event_id": s.event_id, "at": s.at.isoformat()} for s in upcoming],
         }
         with self.app.db.session() as s:
@@ -75,7 +87,8 @@ class Service:
         """Periodic: record what slipped past, refresh the context caches, sync calendars."""
         now = self.app.clock.now()
         grace = self.app.settings.daemon.grace
-        self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE, startup=False)
+        if self.timesync.trusted:
+            self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE, startup=False)
         try:
             self.app.context_source.refresh(now)
         except Exception:  # never let a cache refresh stop the maintenance job
@@ -95,36 +108,48 @@ class Service:
         with db.session() as s:
             heartbeat = repo.read_heartbeat(s)
             revision = repo.revision(s)
+        daemon = self.app.settings.daemon
+        self.timesync = TimeSync(should_wait(daemon.wait_for_time_sync), daemon.time_sync_max_wait,
+                                 daemon.time_sync_flag)
         now = self.app.clock.now()
-        counts = self.courier.catch_up(
-            lookback_start(now, heartbeat, self.app.settings.daemon.grace), now, startup=True)
+        self.lookback = lookback_start(now, heartbeat, daemon.grace)
+        counts = {"late": 0, "missed": 0}
+        if self.timesync.trusted:
+            counts = self.courier.catch_up(self.lookback, now, startup=True)
+        else:
+            last = datetime.fromisoformat(heartbeat["at"]) if heartbeat else now
+            self.planner.hold_before = max(last, now)
+            log.warning("waiting for the system clock to be synchronised (at most %s): until "
+                        "then nothing is delivered late or recorded as missed",
+                        daemon.time_sync_max_wait)
         self.planner.start()
         self.planner.replan()
-        beat = self.app.settings.daemon.heartbeat
+        self.beat = daemon.heartbeat
         if self.notifier.watchdog_interval:
-            beat = min(beat, timedelta(seconds=self.notifier.watchdog_interval))
-        self.planner.every(beat, self.heartbeat, "heartbeat", executor="heartbeat")
-        self.planner.every(timedelta(minutes=1), self.maintenance, "maintenance")
+            self.beat = min(self.beat, timedelta(seconds=self.notifier.watchdog_interval))
+        self._periodic()
         self.notifier.ready()
         log.info("ready: %d slot(s) planned; after downtime %d late, %d missed",
                  len(self.planner.slots), counts["late"], counts["missed"])
-        poll = self.app.settings.daemon.poll.total_seconds()
+        poll = daemon.poll.total_seconds()
         planned = time.monotonic()
+        jumps = JumpDetector(self.app.clock)
         while not self.stop.wait(poll):
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload()
             try:
+                force = self._clock_changed(jumps)
                 with self.app.db.session() as s:
                     current = repo.revision(s)
-                if current != revision or time.monotonic() - planned >= REPLAN_EVERY:
+                if force or current != revision or time.monotonic() - planned >= REPLAN_EVERY:
                     if current != revision:
                         log.info("schedule changed; re-planning")
                     revision, planned = current, time.monotonic()
                     self.planner.replan()
             except ChimeError as exc:
                 log.error("%s", exc)
-            if time.monotonic() - self.last_tick < 3 * beat.total_seconds():
+            if time.monotonic() - self.last_tick < 3 * self.beat.total_seconds():
                 self.notifier.watchdog()
         log.info("stopping: finishing in-flight deliveries")
         self.notifier.stopping()
@@ -132,6 +157,39 @@ class Service:
         self.courier.close()
         self.app.generator.close()  # a warm model worker exits now, not after keep_warm
         return 0
+
+    def _periodic(self) -> None:
+        """(Re)start the heartbeat and maintenance jobs, first run now."""
+        self.planner.every(self.beat, self.heartbeat, "heartbeat", executor="heartbeat")
+        self.planner.every(timedelta(minutes=1), self.maintenance, "maintenance")
+
+    def _clock_changed(self, jumps: JumpDetector) -> bool:
+        """Handle a step of the wall clock and the clock becoming trusted; True to re-plan."""
+        jumped = jumps.check()
+        now = self.app.clock.now()
+        if jumped:
+            before, step = jumped
+            log.warning("the system clock stepped %s by %s; re-planning",
+                        "forward" if step > timedelta(0) else "backward",
+                        timedelta(seconds=round(abs(step).total_seconds())))
+            try:
+                self.planner.replan()
+            finally:
+                if step < timedelta(0):
+                    self._periodic()  # interval jobs would otherwise wait out the step
+            if step > timedelta(0) and self.timesync.trusted:
+                self._catch_up(before - SETTLE, now)
+        if self.timesync.check():
+            self.planner.hold_before = None
+            self._catch_up(self.lookback, now)
+            return True
+        return False
+
+    def _catch_up(self, since: datetime, until: datetime) -> None:
+        """Run the catch-up for [since, until) now, in the maintenance executor."""
+        self.planner.scheduler.add_job(self.courier.catch_up, args=[since, until],
+                                       kwargs={"startup": True}, executor="maintenance",
+                                       misfire_grace_time=None)
 
     def _reload(self) -> None:
         self.notifier.reloading()

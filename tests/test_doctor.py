@@ -23,7 +23,7 @@ from tests.dbus_fixtures import NotificationServer, private_bus
 DATA = Path(__file__).parent / "data" / "openmeteo"
 LAT, LON, PLACE = "31.2304", "121.4737", "上海徐汇"
 NAMES = ["config", "python", "torch", "gpu", "int8", "model files", "memory", "sensors",
-         "desktop", "speaker", "database", "daemon", "weather", "clock", "workdays"]
+         "desktop", "speaker", "ntfy", "database", "daemon", "weather", "clock", "workdays"]
 
 
 def doctor(*args: str, config: Path | None = None, db: Path) -> subprocess.CompletedProcess[str]:

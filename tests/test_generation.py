@@ -85,8 +85,10 @@ def test_model_settings_validated(tmp_path: Path) -> None:
 
 
 def test_daemon_imports_no_torch() -> None:
-    code = ("import sys, daemon.service, daemon.app, daemon.cli, daemon.generation.lora\n"
+    code = ("import sys, importlib, daemon.service, daemon.app, daemon.cli, daemon.generation.lora\n"
             "from daemon.app import App\n"
+            "for target in daemon.cli.COMMANDS.values():\n"
+            "    importlib.import_module(target.partition(':')[0])\n"
             "bad = [m for m in ('torch', 'transformers', 'peft', 'safetensors', 'bitsandbytes')"
             " if m in sys.modules]\n"
             "print(bad); sys.exit(1 if bad else 0)")

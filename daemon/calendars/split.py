@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from daemon.errors import InputError
 
+MAX_COMPONENTS = 20_000  # more is not a personal calendar; parsing it would take minutes
+
 
 @dataclass
 class Block:
@@ -32,13 +34,14 @@ class Block:
 
 
 def _unfold(text: str) -> list[str]:
-    lines: list[str] = []
+    """Content lines, folds joined (once per line: a long folded value costs linear time)."""
+    lines: list[list[str]] = []
     for line in re.split(r"\r\n|\n|\r", text):
         if line[:1] in (" ", "\t") and lines:
-            lines[-1] += line[1:]
+            lines[-1].append(line[1:])
         elif line.strip():
-            lines.append(line)
-    return lines
+            lines.append([line])
+    return ["".join(parts) for parts in lines]
 
 
 def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
@@ -61,6 +64,9 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
             if depth == 0 and word != "VCALENDAR":
                 raise InputError(f"not an iCalendar file (BEGIN:{word} outside a VCALENDAR)")
             if depth == 1:
+                if len(blocks) >= MAX_COMPONENTS:
+                    raise InputError(f"the calendar has more than {MAX_COMPONENTS} components; "
+                                     "chime reads calendars up to that size")
                 blocks.append(Block(word))
             stack.append(word)
         elif name == "END" and word not in stack:

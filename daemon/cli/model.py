@@ -9,13 +9,11 @@ from typing import Any
 
 import click
 
-from daemon.cli import echo_json, get_app, main
+from daemon.cli import echo_json, get_app
 from daemon.errors import InputError
-from daemon.generation import lora
-from daemon.generation.files import dir_size
 
 
-@main.group()
+@click.group()
 def model() -> None:
     """The local character model: pull it, build the int8 artifact, show what is installed."""
 
@@ -29,6 +27,7 @@ def pull(only: str | None, revision: str | None) -> None:
     Only the needed files are fetched, each checked against the hub's sha256; a pickled
     adapter_model.bin is converted to safetensors once, so nothing is unpickled at run time.
     """
+    from daemon.generation import lora
     from daemon.generation.files import pull as fetch
 
     settings = get_app(click.get_current_context()).settings
@@ -59,6 +58,7 @@ def build(separate: bool, embedding: str, vocab: int, no_measure: bool) -> None:
     """
     if vocab < 0:
         raise InputError("--vocab must be 0 (keep) or a positive number of tokens")
+    from daemon.generation import lora
     from daemon.generation import model as builder
 
     settings = get_app(click.get_current_context()).settings
@@ -106,6 +106,9 @@ def info(as_json: bool) -> None:
 
 def describe(settings: Any) -> dict[str, Any]:
     """What ``chime model info`` (and ``chime doctor``) report about the model."""
+    from daemon.generation import lora
+    from daemon.generation.files import dir_size
+
     files = lora.model_files(settings)
     parts = {}
     for part in ("base", "adapter", "int8"):

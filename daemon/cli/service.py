@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from daemon.cli import echo_json, main
+from daemon.cli import echo_json
 from daemon.errors import ChimeError, InputError
 
 SYSTEM_UNIT = """\
@@ -32,6 +32,8 @@ SYSTEM_UNIT = """\
 
 [Unit]
 Description=chime reminder daemon
+# time-sync.target: with systemd-time-wait-sync.service enabled, chime starts on a synchronised
+# clock; without it, chime waits by itself ([daemon] wait_for_time_sync).
 After=network-online.target time-sync.target jtop.service sound.target
 Wants=network-online.target jtop.service
 
@@ -114,6 +116,8 @@ USER_UNIT = """\
 
 [Unit]
 Description=chime reminder daemon (desktop session)
+# A user unit cannot order after time-sync.target (a system unit): chime waits for a
+# synchronised clock by itself ([daemon] wait_for_time_sync).
 After=graphical-session.target pipewire-pulse.socket pulseaudio.socket
 
 [Service]
@@ -223,7 +227,7 @@ def _group_exists(name: str) -> bool:
     return True
 
 
-@main.group()
+@click.group()
 def service() -> None:
     """Run chime as a systemd service."""
 
@@ -263,7 +267,7 @@ def install(user: bool, to_stdout: bool, gpu: bool | None, output: Path | None) 
         click.echo(f"  {line}")
 
 
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--hashes", is_flag=True,
               help="Also compute the SHA-256 of large model files (slow on a board).")

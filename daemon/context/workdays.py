@@ -42,7 +42,7 @@ class HolidayFeed:
     def days(self) -> dict[date, Day]:
         if time.monotonic() - self._checked < self.recheck_s:
             return self._days
-        from daemon.http import cached_document
+        from daemon.http_cache import cached_document
 
         self._checked = time.monotonic()
         doc = cached_document(self.db, self.url)

@@ -6,7 +6,7 @@ unwritable database, an output you enabled that cannot work), a warning that it 
 crashes is reported as a warning, never as a traceback. The location is redacted.
 
 The checks live in ``model.py`` (torch, GPU, int8, model files, memory) and ``system.py``
-(Python, sensors, outputs, database, daemon, weather, clock).
+(Python, sensors, outputs (desktop, speaker, ntfy), database, daemon, weather, clock).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _checks(doc: Doctor) -> list[Check]:
         (system.check_python, False), (model.check_torch, False), (model.check_gpu, False),
         (model.check_int8, False), (model.check_model_files, True), (model.check_memory, True),
         (system.check_sensors, True), (system.check_desktop, False),
-        (system.check_speaker, True), (system.check_database, True),
+        (system.check_speaker, True), (system.check_ntfy, True), (system.check_database, True),
         (system.check_daemon, True), (system.check_weather, True), (system.check_clock, False),
         (system.check_workdays, True),
     ]

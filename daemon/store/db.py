@@ -39,20 +39,39 @@ def _initial(conn: Connection) -> None:
     models.Base.metadata.create_all(conn, tables=tables)  # type: ignore[arg-type]
 
 
-def _add_column(table: str, column: str, sql_type: str) -> Callable[[Connection], None]:
-    """A migration adding a nullable column (a database made by ``_initial`` from today's
-    models already has it)."""
+def _add_missing_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each column the table lacks (a database created by
+    ``0001_initial`` from today's models already has them all)."""
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, ddl in columns.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
 
-    def apply(conn: Connection) -> None:
-        if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
-            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
-    return apply
+def _nag(conn: Connection) -> None:
+    """Nagging until acknowledged: per-event interval, limit and priority; each repeat is its
+    own occurrence row (``repeat``, ``repeat_of``); who acknowledged, and a snooze's end."""
+    _add_missing_columns(conn, "events", {
+        "nag_s": "INTEGER", "nag_max": "INTEGER", "priority": "INTEGER"})
+    _add_missing_columns(conn, "occurrences", {
+        "acknowledged_by": "VARCHAR(16)",
+        "repeat": "INTEGER NOT NULL DEFAULT 0",
+        "repeat_of": "INTEGER REFERENCES occurrences(id)",
+        "snoozed_until": "DATETIME",
+    })
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_occurrences_repeat_of "
+                      "ON occurrences (repeat_of)"))
+
+
+def _day_filter(conn: Connection) -> None:
+    """``--every workdays``: the day filter the planner applies to an event's rule."""
+    _add_missing_columns(conn, "events", {"day_filter": "VARCHAR(16)"})
 
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _initial),
-    ("0002_event_day_filter", _add_column("events", "day_filter", "VARCHAR(16)")),
+    ("0002_nag", _nag),
+    ("0003_event_day_filter", _day_filter),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -97,6 +97,9 @@ class Event(Base):
     lead_s: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
     outputs: Mapped[list[str] | None] = mapped_column(JSON)  # None: the configured default
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    nag_s: Mapped[int | None] = mapped_column(Integer)  # repeat interval; None: default, 0: off
+    nag_max: Mapped[int | None] = mapped_column(Integer)  # None: [daemon] nag_max
+    priority: Mapped[int | None] = mapped_column(Integer)  # 1 (min) … 5 (max); None: default
     source: Mapped[str] = mapped_column(String(32), default="manual")  # manual | ics | feed
     uid: Mapped[str | None] = mapped_column(Text)  # calendar UID (+ RECURRENCE-ID)
     subscription_id: Mapped[int | None] = mapped_column(
@@ -127,6 +130,10 @@ class Occurrence(Base):
     error: Mapped[str | None] = mapped_column(Text)
     snoozed_from: Mapped[int | None] = mapped_column(ForeignKey("occurrences.id"))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(16))  # cli|desktop|web|push
+    repeat: Mapped[int] = mapped_column(Integer, default=0)  # 0: the reminder; n: n-th nag
+    repeat_of: Mapped[int | None] = mapped_column(ForeignKey("occurrences.id"), index=True)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no nag before this
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

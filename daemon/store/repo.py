@@ -95,12 +95,13 @@ def remove_event(s: Session, event: Event) -> None:
 
 
 def drop_open_occurrences(s: Session, event_id: int, *, keep_snoozes: bool = True) -> None:
-    """Forget prepared texts that a change made stale; delivered history stays."""
+    """Forget prepared texts that a change made stale; delivered history stays, and so do
+    snoozed and nag repeats of reminders already delivered (unless ``keep_snoozes`` is off)."""
     query = delete(Occurrence).where(
         Occurrence.event_id == event_id, Occurrence.status.in_(OPEN_STATUSES)
     )
     if keep_snoozes:
-        query = query.where(Occurrence.snoozed_from.is_(None))
+        query = query.where(Occurrence.snoozed_from.is_(None), Occurrence.repeat_of.is_(None))
     s.execute(query)
 
 
