@@ -31,9 +31,9 @@ from daemon.context import Context
 from daemon.context.source import LocalContext
 from daemon.errors import ChimeError
 from daemon.generation.base import Draft, Request
-from daemon.generation.template import TemplateGenerator
+from daemon.generation.template import TemplateGenerator, start_note
 from daemon.outputs.base import Actions, Output, Reminder
-from daemon.planning import occurrences, zone
+from daemon.planning import alarm_of, rings, zone
 from daemon.reminders import seed_for
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
@@ -43,11 +43,13 @@ log = logging.getLogger("daemon.delivery")
 
 @dataclass(frozen=True)
 class Slot:
-    """One planned occurrence: the event and the instant (aware UTC)."""
+    """One planned occurrence: the event and the instant it rings (aware UTC); ``starts_at``
+    is when the event starts, when a calendar alarm rings before it."""
 
     event_id: int
     at: datetime
     prepare_at: datetime
+    starts_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -68,32 +70,34 @@ class Courier:
 
     def prepare(self, slots: Sequence[Slot]) -> int:
         """Write the text of every pending slot; returns how many were prepared."""
-        todo: list[tuple[int, Request]] = []
+        todo: list[tuple[int, Request, str]] = []  # occurrence, request, note on the start
         with self.app.db.session() as s:
             for slot in slots:
                 event = s.get(Event, slot.event_id)
                 if event is None or event.paused:
                     continue
-                occ = repo.ensure_occurrence(s, event, slot.at)
+                occ = repo.ensure_occurrence(s, event, slot.at, slot.starts_at)
                 if occ.status != "pending" or occ.message:
                     continue
                 context = self.context(slot.at.astimezone(zone(event.tz)))
                 seed = seed_for(event.id, slot.at)
-                todo.append((occ.id, Request(str(occ.id), occ.task, context, seed)))
+                note = _start_note(occ, event.tz)
+                todo.append((occ.id, Request(str(occ.id), occ.task, context, seed), note))
         if not todo:
             return 0
         started = datetime.now(timezone.utc)
-        drafts = self.app.generator.generate([r for _, r in todo])
+        drafts = self.app.generator.generate([r for _, r, _ in todo])
         log.info("prepared %d reminder(s) with %s in %.1fs", len(todo),
                  self.app.generator.name, (datetime.now(timezone.utc) - started).total_seconds())
         now = self.app.clock.now()
         with self.app.db.session() as s:
-            for (occ_id, request), draft in zip(todo, drafts, strict=True):
+            for (occ_id, request, note), draft in zip(todo, drafts, strict=True):
                 assert draft is not None
                 s.execute(
                     update(Occurrence)
                     .where(Occurrence.id == occ_id, Occurrence.status == "pending")
-                    .values(status="prepared", message=draft.text, generator=draft.generator,
+                    .values(status="prepared", message=draft.text + note,
+                            generator=draft.generator,
                             context=_context_record(request.context, draft), prepared_at=now)
                 )
         return len(todo)
@@ -129,11 +133,12 @@ class Courier:
             event = s.get(Event, slot.event_id)
             if event is None or event.paused:
                 return None
-            occ = repo.ensure_occurrence(s, event, slot.at)
+            occ = repo.ensure_occurrence(s, event, slot.at, slot.starts_at)
             if not repo.claim(s, occ.id) and not (resume and occ.status == "delivering"):
                 return None
             tz, names = event.tz, event.outputs or self.app.settings.daemon.outputs
             occ_id, task, message = occ.id, occ.task, occ.message
+            note = _start_note(occ, tz)
             repeat, priority = occ.repeat, event.priority
             results: dict[str, Any] = dict(occ.results or {})
         if not message:
@@ -141,7 +146,7 @@ class Courier:
             context = self.context(local)
             draft = TemplateGenerator().generate(
                 [Request(str(occ_id), task, context, seed_for(slot.event_id, slot.at))])[0]
-            message = draft.text
+            message = draft.text + note
             with self.app.db.session() as s:
                 occ = repo.get_occurrence(s, occ_id)
                 occ.message, occ.generator = message, draft.generator
@@ -205,26 +210,29 @@ class Courier:
         now = self.app.clock.now()
         grace = self.app.settings.daemon.grace
         counts = {"late": 0, "missed": 0}
-        todo: dict[tuple[int, datetime], bool] = {}  # (event, instant) → resume?
+        # (event, instant it rings) → (resume?, when the event starts)
+        todo: dict[tuple[int, datetime], tuple[bool, datetime | None]] = {}
         with self.app.db.session() as s:
             events = {e.id: e for e in repo.list_events(s, include_paused=False)}
             for event in events.values():
                 start = max(since, event.updated_at)
-                for at in occurrences(event, start, until, self.app.workdays):
-                    todo[(event.id, at)] = False
+                for at, starts in rings(event, alarm_of(event.alarm_s), start, until,
+                                         self.app.workdays):
+                    todo[(event.id, at)] = (False, starts)
             statuses = ("pending", "prepared", "delivering") if startup else ("pending", "prepared")
             for occ in repo.open_occurrences(s, until):
                 if occ.event_id in events and occ.status in statuses:
-                    todo[(occ.event_id, occ.scheduled_at)] = occ.status == "delivering"
+                    todo[(occ.event_id, occ.scheduled_at)] = (occ.status == "delivering",
+                                                              occ.starts_at)
             done = repo.find_occurrences(s, list(events), since, until) if todo else {}
-        for (event_id, at), resume in sorted(todo.items(), key=lambda kv: kv[0][1]):
+        for (event_id, at), (resume, starts_at) in sorted(todo.items(), key=lambda kv: kv[0][1]):
             row = done.get((event_id, at))
             if row is not None and row.status not in ("pending", "prepared", "delivering"):
                 continue
             with self._lock:
                 if (event_id, at) in self._busy:
                     continue
-            slot = Slot(event_id, at, at)
+            slot = Slot(event_id, at, at, starts_at)
             if now - at <= grace:
                 if self.deliver(slot, resume=resume, late=True):
                     counts["late"] += 1
@@ -241,7 +249,7 @@ class Courier:
             event = s.get(Event, slot.event_id)
             if event is None:
                 return False
-            occ = repo.ensure_occurrence(s, event, slot.at)
+            occ = repo.ensure_occurrence(s, event, slot.at, slot.starts_at)
             if occ.status not in ("pending", "prepared", "delivering"):
                 return False
             reached = any(r.get("ok") for r in (occ.results or {}).values())
@@ -261,6 +269,13 @@ class Courier:
                 except Exception:
                     log.exception("closing output %s failed", output.name)
             self._outputs.clear()
+
+
+def _start_note(occ: Occurrence, tz: str) -> str:
+    """What the text adds when a calendar alarm rings before the event: when it starts."""
+    if occ.starts_at is None or occ.starts_at == occ.scheduled_at:
+        return ""
+    return start_note(occ.scheduled_at, occ.starts_at.astimezone(zone(tz)))
 
 
 def _context_record(context: Context, draft: Draft) -> dict[str, Any]:

@@ -7,17 +7,19 @@ then on the planner treats it like any reminder: claimed once, one result per ou
 after a crash, delivered late or recorded missed after downtime by the same grace rules. So a
 ``kill -9`` between repeats neither loses nor doubles one.
 
-A chain ends when the root is acknowledged (``acknowledge``: the open repeat is dropped), when
-``nag_max`` repeats have been sent, when a repeat is missed, or when the event's next
-occurrence is delivered; the last three record the root ``unacknowledged``. A snooze moves the
-next repeat (``postpone``). Every function here works inside the caller's transaction.
+A chain ends when the root is acknowledged (``acknowledge``), when ``nag_max`` repeats have
+been sent, when a repeat is missed, or when the event's next occurrence is delivered; the last
+three record the root ``unacknowledged``. A snooze moves the next repeat (``postpone``). A
+repeat that will not be sent is never deleted or moved but recorded ``cancelled``: a deliver
+job planned for its instant then finds it final, instead of making a new reminder there.
+Every function here works inside the caller's transaction.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from daemon.config import DaemonSettings
@@ -27,6 +29,7 @@ from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 
 UNACKNOWLEDGED = "unacknowledged"
+CANCELLED = "cancelled"  # a repeat that was due but will not be sent
 ACKNOWLEDGERS = ("cli", "desktop", "web", "push")
 FOLLOW_UP = "follow-up"  # the generator name of a repeat's text
 _PUNCTUATION = "。！？!?.，, "
@@ -97,7 +100,7 @@ def acknowledge(s: Session, occ: Occurrence, by: str, now: datetime) -> Occurren
     for row in (root, occ):
         if row.acknowledged_at is None:
             row.acknowledged_at, row.acknowledged_by = now, by
-    _drop_open_repeats(s, [root.id])
+    _cancel_open_repeats(s, [root.id], f"acknowledged ({by})")
     return root
 
 
@@ -116,17 +119,22 @@ def postpone(s: Session, occ: Occurrence, until: datetime, conf: DaemonSettings
         Occurrence.repeat_of == root.id, Occurrence.status.in_(repo.OPEN_STATUSES))).first()
     if upcoming is None:  # being delivered now: the next repeat will honour snoozed_until
         return root
-    upcoming.scheduled_at = _free_instant(s, event, until, upcoming.id)
-    repo.bump_revision(s)
-    return upcoming
+    _cancel_open_repeats(s, [root.id], "snoozed")
+    moved = Occurrence(
+        event_id=event.id, task=upcoming.task, scheduled_at=_free_instant(s, event, until),
+        status="prepared", message=upcoming.message, generator=upcoming.generator,
+        prepared_at=upcoming.prepared_at, repeat=upcoming.repeat, repeat_of=root.id)
+    s.add(moved)
+    s.flush()
+    return moved
 
 
 def stop_event(s: Session, event_id: int) -> None:
-    """Nagging was turned off for the event: its open repeats are dropped."""
+    """Nagging was turned off for the event: its open repeats are cancelled."""
     roots = s.scalars(select(Occurrence.repeat_of).where(
         Occurrence.event_id == event_id, Occurrence.repeat_of.is_not(None),
         Occurrence.status.in_(repo.OPEN_STATUSES))).all()
-    _drop_open_repeats(s, [r for r in roots if r is not None])
+    _cancel_open_repeats(s, [r for r in roots if r is not None], "nagging turned off")
 
 
 def _stop_older_chains(s: Session, event_id: int, at: datetime) -> None:
@@ -139,7 +147,7 @@ def _stop_older_chains(s: Session, event_id: int, at: datetime) -> None:
     for root in roots:
         if root.acknowledged_at is None:
             root.status = UNACKNOWLEDGED
-    _drop_open_repeats(s, [r.id for r in roots])
+    _cancel_open_repeats(s, [r.id for r in roots], "the next occurrence came")
 
 
 def _superseded(s: Session, root: Occurrence) -> bool:
@@ -152,23 +160,23 @@ def _superseded(s: Session, root: Occurrence) -> bool:
     return newer is not None
 
 
-def _drop_open_repeats(s: Session, root_ids: list[int]) -> None:
+def _cancel_open_repeats(s: Session, root_ids: list[int], why: str) -> None:
     if not root_ids:
         return
-    result = s.execute(delete(Occurrence).where(
-        Occurrence.repeat_of.in_(root_ids), Occurrence.status.in_(repo.OPEN_STATUSES)))
+    result = s.execute(update(Occurrence).where(
+        Occurrence.repeat_of.in_(root_ids), Occurrence.status.in_(repo.OPEN_STATUSES),
+    ).values(status=CANCELLED, error=f"not sent: {why}"))
     if result.rowcount:  # type: ignore[attr-defined]
         repo.bump_revision(s)
 
 
-def _free_instant(s: Session, event: Event, at: datetime, own: int | None = None) -> datetime:
+def _free_instant(s: Session, event: Event, at: datetime) -> datetime:
     """The first whole second from ``at`` on that no other row of the event and none of its
     own occurrences holds (the table is unique on event + instant)."""
     at = at.replace(microsecond=0) + (timedelta(seconds=1) if at.microsecond else timedelta(0))
     while True:
         taken = s.scalars(select(Occurrence.id).where(
-            Occurrence.event_id == event.id, Occurrence.scheduled_at == at,
-            Occurrence.id != (own or -1))).first()
+            Occurrence.event_id == event.id, Occurrence.scheduled_at == at)).first()
         own_time = next_occurrence(event, at - timedelta(seconds=1), workdays=EVERY_DAY) == at
         if taken is None and not own_time:
             return at

@@ -202,6 +202,21 @@ def _iter_after(
         next_r = next(pending_rdates, None)
 
 
+def rings(
+    schedule: Schedule, alarm: timedelta, start: datetime, end: datetime,
+    workdays: Workdays | None = None,
+) -> list[tuple[datetime, datetime]]:
+    """(instant the reminder rings, instant the event starts) for every ring in [start, end):
+    an alarm rings ``alarm`` before each occurrence (zero: at the start)."""
+    return [(at - alarm, at)
+            for at in occurrences(schedule, start + alarm, end + alarm, workdays)]
+
+
+def alarm_of(alarm_s: int | None) -> timedelta:
+    """An event's ``alarm_s`` as a timedelta (None: it rings at its start)."""
+    return timedelta(seconds=alarm_s or 0)
+
+
 def _filtered(times: Iterator[datetime], day_filter: str | None,
               workdays: Workdays | None) -> Iterator[datetime]:
     """The rule's times on the days the filter keeps."""

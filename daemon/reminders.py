@@ -17,7 +17,7 @@ from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.generation.base import Request
 from daemon.outputs import base as outputs
-from daemon.planning import Recurrence, Schedule, Workdays, next_occurrence, zone
+from daemon.planning import Recurrence, Schedule, Workdays, alarm_of, next_occurrence, zone
 from daemon.priority import LABELS as PRIORITY_LABELS
 from daemon.priority import parse_priority
 from daemon.recurrence import describe_every, parse_every
@@ -183,7 +183,8 @@ MAX_SHOWN = 1000
 
 
 def show(app: App, event_id: int, count: int = 5, start: str | None = None) -> dict[str, Any]:
-    """One reminder with ``count`` occurrences from ``start`` (a time phrase; default now), its
+    """One reminder with ``count`` occurrences from ``start`` (a time phrase; default now): when
+    each starts (``at``) and when it rings (``rings``: earlier with a calendar alarm); its
     recent history, and notes (a workdays rule in a year without an official calendar)."""
     if not 1 <= count <= MAX_SHOWN:
         raise InputError(f"count must be between 1 and {MAX_SHOWN}, not {count}")
@@ -193,7 +194,9 @@ def show(app: App, event_id: int, count: int = 5, start: str | None = None) -> d
         since = parse_when(start, now, zone(event.tz)) if start else now
         view = event_view(event, now, app.workdays)
         found = _occurrences_from(event, since, count, app.workdays)
-        view["occurrences"] = [{"at": at.astimezone(zone(event.tz)).isoformat()}
+        alarm = alarm_of(event.alarm_s)
+        view["occurrences"] = [{"at": at.astimezone(zone(event.tz)).isoformat(),
+                                "rings": (at - alarm).astimezone(zone(event.tz)).isoformat()}
                                for at in found]
         view["notes"] = _notes(event, since, found, app)
         history = repo.event_history(s, event.id, 10)
@@ -306,7 +309,7 @@ def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str
                             status="prepared" if original.message else "pending",
                             message=original.message, generator=original.generator,
                             context=original.context, prepared_at=app.clock.now(),
-                            snoozed_from=original.id)
+                            snoozed_from=original.id, starts_at=original.starts_at)
         s.add(repeat)
         s.flush()
         nagging.acknowledge(s, original, by, app.clock.now())
@@ -351,6 +354,7 @@ def event_view(event: Event, now: datetime, workdays: Workdays) -> dict[str, Any
         "every": describe_every(event.rrule, event.day_filter),
         "exdates": event.exdates,
         "lead": None if event.lead_s is None else format_duration(timedelta(seconds=event.lead_s)),
+        "alarm": None if not event.alarm_s else format_duration(timedelta(seconds=event.alarm_s)),
         "outputs": event.outputs,
         "nag": None if event.nag_s is None else (
             format_duration(timedelta(seconds=event.nag_s)) if event.nag_s else "none"),
@@ -374,6 +378,7 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
         "event_id": o.event_id,
         "task": o.task,
         "scheduled_at": iso(o.scheduled_at),
+        "starts_at": iso(o.starts_at),
         "status": o.status,
         "delivered_at": iso(o.delivered_at),
         "message": o.message,

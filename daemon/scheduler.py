@@ -24,16 +24,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.app import App
 from daemon.delivery import Courier, Slot
-from daemon.planning import occurrences
+from daemon.planning import alarm_of, rings
 from daemon.store import repo
 
 log = logging.getLogger("daemon.scheduler")
 
 
 def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot]:
-    """Every undelivered slot in [now − grace, now + horizon): recurrences of active events
-    plus open rows (snoozed repeats), sorted by time. Slots just past stay in the plan so that
-    a deliver job that is a little late on a busy board is not thrown away by a replan.
+    """Every undelivered slot in [now − grace, now + horizon): the rings of active events (at
+    their start, or their calendar alarm before it) plus open rows (snoozed repeats), sorted
+    by the time they ring. Slots just past stay in the plan so that a deliver job that is a
+    little late on a busy board is not thrown away by a replan.
     ``earliest`` moves the start later (while the clock is not trusted: nothing late)."""
     start, end = now - app.settings.daemon.grace, now + app.settings.daemon.horizon
     if earliest is not None:
@@ -43,17 +44,18 @@ def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot
     with app.db.session() as s:
         events = {e.id: e for e in repo.list_events(s, include_paused=False)}
 
-        def add(event_id: int, at: datetime) -> None:
+        def add(event_id: int, at: datetime, starts_at: datetime | None) -> None:
             lead_s = events[event_id].lead_s
             lead = timedelta(seconds=lead_s) if lead_s is not None else default_lead
-            slots.setdefault((event_id, at), Slot(event_id, at, at - lead))
+            slots.setdefault((event_id, at), Slot(event_id, at, at - lead, starts_at))
 
         for event in events.values():
-            for at in occurrences(event, max(start, event.updated_at), end, app.workdays):
-                add(event.id, at)
+            for at, starts_at in rings(event, alarm_of(event.alarm_s),
+                                       max(start, event.updated_at), end, app.workdays):
+                add(event.id, at, starts_at)
         for occ in repo.open_occurrences(s, end):
             if occ.event_id in events and occ.status != "delivering" and occ.scheduled_at >= start:
-                add(occ.event_id, occ.scheduled_at)
+                add(occ.event_id, occ.scheduled_at, occ.starts_at)
         for key, occ in repo.find_occurrences(s, list(events), start, end).items():
             if occ.status not in repo.OPEN_STATUSES:
                 slots.pop(key, None)

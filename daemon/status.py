@@ -38,6 +38,7 @@ def overview(app: App, count: int = 5) -> dict[str, Any]:
         "heartbeat": heartbeat.get("at") if heartbeat else None,
         "heartbeat_age_s": round((now - beat_at).total_seconds(), 1) if beat_at else None,
         "database": str(app.settings.db_path),
+        "clock": heartbeat.get("clock") if heartbeat and running else None,
         "next": [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:count]],
         "guard": describe(app.settings.guards, need_mb=memory_need_mb(app.settings), db=app.db),
         "weather": {

@@ -104,11 +104,14 @@ def test_done_on_a_repeat_acknowledges_the_reminder_and_stops_nagging(app: App) 
     app.clock = FixedClock(AT + MINUTE + timedelta(seconds=20))
     reminders.done(app, repeat_one.id, by="web")
     reminders.done(app, repeat_one.id, by="cli")  # the first acknowledgement stays
-    history = rows(app, event_id)
-    assert len(history) == 2, "the open repeat is gone"
-    root, repeat = history
+    root, repeat, cancelled = rows(app, event_id)
+    assert (cancelled.repeat, cancelled.status) == (2, "cancelled")
+    assert cancelled.error == "not sent: acknowledged (web)"
     assert (root.acknowledged_by, root.acknowledged_at) == ("web", app.clock.now())
     assert root.status == "delivered" and repeat.acknowledged_by == "web"
+    app.clock = FixedClock(cancelled.scheduled_at)  # a deliver job planned before the ack
+    assert courier.deliver(Slot(event_id, cancelled.scheduled_at, AT)) is None
+    assert len(rows(app, event_id)) == 3 and len(sent) == 2
     with pytest.raises(InputError, match="acknowledger"):
         reminders.done(app, root.id, by="fax")
 
@@ -119,8 +122,9 @@ def test_snooze_moves_the_next_repeat_without_acknowledging(app: App) -> None:
     deliver_at(app, courier, event_id, AT)
     root, upcoming = rows(app, event_id)
     moved = reminders.snooze(app, root.id, timedelta(minutes=10), by="push")
-    assert moved == upcoming.id
-    root, upcoming = rows(app, event_id)
+    root, cancelled, upcoming = rows(app, event_id)
+    assert (cancelled.status, upcoming.id, upcoming.status) == ("cancelled", moved, "prepared")
+    assert (upcoming.repeat, upcoming.message) == (1, cancelled.message)
     assert upcoming.scheduled_at == AT + 10 * MINUTE and root.acknowledged_at is None
     # Snoozed while a repeat is being delivered: the one after it honours the snooze.
     app.clock = FixedClock(AT + 10 * MINUTE)
@@ -128,7 +132,7 @@ def test_snooze_moves_the_next_repeat_without_acknowledging(app: App) -> None:
         assert repo.claim(s, upcoming.id)
     assert reminders.snooze(app, upcoming.id, timedelta(minutes=30), by="desktop") == root.id
     assert courier.deliver(Slot(event_id, upcoming.scheduled_at, AT), resume=True) == "delivered"
-    after = rows(app, event_id)[2]
+    after = rows(app, event_id)[3]
     assert (after.repeat, after.scheduled_at) == (2, AT + 40 * MINUTE)
 
 
@@ -152,10 +156,10 @@ def test_the_next_occurrence_stops_the_previous_chain(app: App) -> None:
     deliver_at(app, courier, event_id, AT + 10 * MINUTE)
     assert deliver_at(app, courier, event_id, AT + 60 * MINUTE) == "delivered"
     history = rows(app, event_id)
-    first, repeat, second, next_repeat = history
+    first, repeat, cancelled, second, next_repeat = history
     assert first.status == "unacknowledged" and repeat.status == "delivered"
+    assert (cancelled.repeat_of, cancelled.status) == (first.id, "cancelled")
     assert next_repeat.repeat_of == second.id and next_repeat.status == "prepared"
-    assert not [o for o in history if o.repeat_of == first.id and o.status == "prepared"]
 
 
 def test_a_repeat_in_flight_when_the_next_occurrence_came_does_not_continue(app: App) -> None:
@@ -227,7 +231,7 @@ def test_cli_options_and_edit_nag_none(app: App) -> None:
     reminders.edit(app, event.id, task="吃药（两粒）")  # other edits keep the nagging
     assert [o.status for o in rows(app, event.id)] == ["delivered", "prepared"]
     reminders.edit(app, event.id, nag="none")
-    assert [o.status for o in rows(app, event.id)] == ["delivered"]
+    assert [o.status for o in rows(app, event.id)] == ["delivered", "cancelled"]
     assert reminders.show(app, event.id)["nag"] == "none"
 
 

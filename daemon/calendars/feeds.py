@@ -31,6 +31,7 @@ from daemon.errors import ChimeError, InputError, NotFoundError
 from daemon.http import FetchPolicy, describe_url, new_session
 from daemon.http_cache import fetch_cached
 from daemon.store import repo
+from daemon.store.db import lock_for_write
 from daemon.store.models import Event, HttpCache, Meta, Subscription
 from daemon.timeparse import format_duration, parse_duration
 
@@ -182,6 +183,7 @@ def sync_one(app: App, sub: Subscription, now: datetime, session: requests.Sessi
         if doc.body is not None and fingerprint != applied:
             parsed = checked.get(doc.body) or parse_checked(doc.body, opts)
         with app.db.session() as s:
+            lock_for_write(s)  # an import or another sync may be applying at the same time
             row = s.get(Subscription, sub.id)
             if row is None:  # unsubscribed meanwhile
                 return SyncResult(sub.id, where, "error", error="unsubscribed")

@@ -92,10 +92,12 @@ def show(event_id: int, start: str | None, count: int, as_json: bool) -> None:
     if as_json:
         echo_json(view)
         return
-    for key in ("id", "task", "start", "timezone", "every", "lead", "outputs", "nag", "nag_max",
-                "priority", "paused", "source"):
+    for key in ("id", "task", "start", "timezone", "every", "lead", "alarm", "outputs", "nag",
+                "nag_max", "priority", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
-    click.echo("     next: " + (", ".join(o["at"] for o in view["occurrences"]) or "none"))
+    nexts = [o["at"] if o["rings"] == o["at"] else f"{o['at']} (reminder {o['rings']})"
+             for o in view["occurrences"]]  # a calendar alarm rings before the start
+    click.echo("     next: " + (", ".join(nexts) or "none"))
     for note in view["notes"]:
         click.echo(f"     note: {note}")
     for h in view["history"]:
@@ -219,31 +221,11 @@ def done(occurrence_id: int) -> None:
 @click.command()
 @json_option
 def status(as_json: bool) -> None:
-    """Is the daemon running, and what comes next."""
-    from daemon import reminders
-    from daemon.service import alive
-    from daemon.store import repo
+    """Is the daemon running, and what comes next (the web's status page shows the same)."""
+    from daemon.status import overview
 
-    app = _app()
-    with app.db.session() as s:
-        heartbeat = repo.read_heartbeat(s)
-    running = alive(heartbeat, app.settings.daemon.heartbeat)
-    items = [e for e in reminders.upcoming(app) if e["next"]]
-    items.sort(key=lambda e: e["next"])
-    nexts = [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]]
-    from daemon.generation.lora import memory_need_mb
-    from daemon.guards import describe
-
-    guard = describe(app.settings.guards, need_mb=memory_need_mb(app.settings), db=app.db)
-    data: dict[str, Any] = {
-        "running": running,
-        "pid": heartbeat.get("pid") if heartbeat and running else None,
-        "heartbeat": heartbeat.get("at") if heartbeat else None,
-        "database": str(app.settings.db_path),
-        "clock": heartbeat.get("clock") if heartbeat and running else None,
-        "next": nexts,
-        "guard": guard,
-    }
+    data: dict[str, Any] = overview(_app())
+    running, nexts, guard = data["running"], data["next"], data["guard"]
     if as_json:
         echo_json(data)
     else:
@@ -261,6 +243,9 @@ def status(as_json: bool) -> None:
                    f"{f'; hottest {hottest}' if hottest else ''}")
         for d in guard["decisions"][:3]:
             click.echo(f"  {d['at']}  {d['decision']}  {d['reason']}")
+        click.echo(f"model: {'usable' if data['model']['usable'] else data['model']['reason']}")
+        fetched = data["weather"]["fetched_at"]
+        click.echo(f"weather: {'fetched ' + fetched if fetched else 'no forecast cached'}")
     if not running:
         sys.exit(3)
 

@@ -63,6 +63,45 @@ def _nag(conn: Connection) -> None:
                       "ON occurrences (repeat_of)"))
 
 
+def _calendar_alarms(conn: Connection) -> None:
+    """Calendar alarms ring at their time: an imported VALARM was kept as the lead time (when
+    the text is prepared); it becomes ``events.alarm_s`` (when the reminder rings), and each
+    occurrence remembers when its event starts."""
+    _add_missing_columns(conn, "events", {"alarm_s": "INTEGER", "duration_s": "INTEGER"})
+    _add_missing_columns(conn, "occurrences", {"starts_at": "DATETIME"})
+    conn.execute(text("UPDATE events SET alarm_s = lead_s, lead_s = NULL "
+                      "WHERE source IN ('ics', 'feed') AND lead_s IS NOT NULL"))
+
+
+def _unique_calendar_uid(conn: Connection) -> None:
+    """One row per calendar UID in each scope (a subscription, or plain imports): duplicates
+    that racing imports made are merged into the oldest row, their history kept."""
+    scope = "ifnull(subscription_id, 0)"
+    groups = conn.execute(text(
+        f"SELECT min(id), {scope}, uid FROM events WHERE uid IS NOT NULL "
+        f"GROUP BY {scope}, uid HAVING count(*) > 1")).all()
+    for keep, sub, uid in groups:
+        dups = conn.execute(text(f"SELECT id FROM events WHERE {scope} = :sub AND uid = :uid "
+                                 "AND id != :keep"), {"sub": sub, "uid": uid, "keep": keep})
+        for (dup,) in dups.all():
+            _merge_event(conn, keep, dup)
+    conn.execute(text(f"CREATE UNIQUE INDEX IF NOT EXISTS uq_events_calendar_uid "
+                      f"ON events({scope}, uid) WHERE uid IS NOT NULL"))
+
+
+def _merge_event(conn: Connection, keep: int, dup: int) -> None:
+    """Move ``dup``'s occurrences to ``keep`` (where ``keep`` has none at that instant; the
+    rest stay as history without an event, open ones are dropped), then delete ``dup``."""
+    args = {"keep": keep, "dup": dup}
+    conn.execute(text(
+        "UPDATE occurrences SET event_id = :keep WHERE event_id = :dup AND scheduled_at NOT IN "
+        "(SELECT scheduled_at FROM occurrences WHERE event_id = :keep)"), args)
+    conn.execute(text("DELETE FROM occurrences WHERE event_id = :dup "
+                      "AND status IN ('pending', 'prepared')"), args)
+    conn.execute(text("UPDATE occurrences SET event_id = NULL WHERE event_id = :dup"), args)
+    conn.execute(text("DELETE FROM events WHERE id = :dup"), args)
+
+
 def _day_filter(conn: Connection) -> None:
     """``--every workdays``: the day filter the planner applies to an event's rule."""
     _add_missing_columns(conn, "events", {"day_filter": "VARCHAR(16)"})
@@ -71,7 +110,9 @@ def _day_filter(conn: Connection) -> None:
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _initial),
     ("0002_nag", _nag),
-    ("0003_event_day_filter", _day_filter),
+    ("0003_calendar_alarms", _calendar_alarms),
+    ("0004_unique_calendar_uid", _unique_calendar_uid),
+    ("0005_event_day_filter", _day_filter),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -167,3 +208,11 @@ class Database:
 def _reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig or exc).splitlines()[0]
+
+
+def lock_for_write(s: Session) -> None:
+    """Take SQLite's write lock now (``BEGIN IMMEDIATE``; waits up to the busy timeout), so
+    that what this transaction reads next stays true until it commits: a use case that reads,
+    then writes what it read (a calendar import or sync) cannot race another process.
+    Must be the session's first statement."""
+    s.connection().exec_driver_sql("BEGIN IMMEDIATE")

@@ -95,6 +95,9 @@ class Event(Base):
     rdates: Mapped[list[str]] = mapped_column(JSON, default=list)
     exdates: Mapped[list[str]] = mapped_column(JSON, default=list)
     lead_s: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
+    # A calendar alarm: the reminder rings this long before the start (None: at the start).
+    alarm_s: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[int | None] = mapped_column(Integer)  # a calendar event's length
     outputs: Mapped[list[str] | None] = mapped_column(JSON)  # None: the configured default
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     nag_s: Mapped[int | None] = mapped_column(Integer)  # repeat interval; None: default, 0: off
@@ -119,7 +122,8 @@ class Occurrence(Base):
         ForeignKey("events.id", ondelete="SET NULL"), index=True
     )
     task: Mapped[str] = mapped_column(Text)
-    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # when it rings
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: as scheduled_at
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     message: Mapped[str | None] = mapped_column(Text)
     generator: Mapped[str | None] = mapped_column(String(32))

@@ -107,11 +107,14 @@ def drop_open_occurrences(s: Session, event_id: int, *, keep_snoozes: bool = Tru
 
 # --- occurrences ------------------------------------------------------------------------------
 
-def ensure_occurrence(s: Session, event: Event, scheduled_at: datetime) -> Occurrence:
-    """The row for (event, instant), created pending if it does not exist yet."""
+def ensure_occurrence(s: Session, event: Event, scheduled_at: datetime,
+                      starts_at: datetime | None = None) -> Occurrence:
+    """The row for (event, instant it rings), created pending if it does not exist yet;
+    ``starts_at`` is when the event starts, if that is not when it rings (an alarm)."""
     s.execute(
         sqlite_insert(Occurrence)
         .values(event_id=event.id, task=event.task, scheduled_at=scheduled_at,
+                starts_at=starts_at if starts_at != scheduled_at else None,
                 status="pending", created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["event_id", "scheduled_at"])
     )
