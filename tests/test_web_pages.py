@@ -159,3 +159,18 @@ def test_web_without_the_extra_says_which(db_path: Path) -> None:
                             env=child_env(), timeout=60)
     assert result.returncode == 78
     assert "chime web needs the [web] extra" in result.stderr
+
+
+def test_next_page_shows_the_soonest_fifty(web: WebServer, fixed_app: App) -> None:
+    from daemon import reminders
+
+    for i in range(51):  # two a day from 12-01: 任务00 and 任务28 on the 1st, 任务26 on the 27th
+        reminders.add(fixed_app, f"任务{i:02d}", f"2026-12-{1 + i % 28:02d}T08:{i:02d}")
+    reminders.add(fixed_app, "柏林", "2026-12-24T08:00", tz="Europe/Berlin")  # 15:00 in Shanghai
+    page = web.get("/", headers=HTML).text
+    assert page.count('class="card"') == 50 and "显示全部 52 个提醒" in page
+    assert page.index("任务00") < page.index("任务28") < page.index("任务01")
+    assert page.index("任务23") < page.index("柏林") < page.index("任务24")  # by instant
+    assert "任务26" not in page and "任务27" not in page  # the two latest
+    everything = web.get("/?all", headers=HTML).text
+    assert everything.count('class="card"') == 52 and "任务27" in everything

@@ -113,7 +113,7 @@ def resolve(app: App, at: str, every: str | None = None, tz: str | None = None) 
 # --- reminders -------------------------------------------------------------------------------
 
 async def list_reminders(request: Request) -> Response:
-    return JSONResponse(await call(reminders.upcoming, the_app(request)))
+    return JSONResponse(await call(request.app.state.upcoming, the_app(request)))
 
 
 def _add(app: App, body: dict[str, Any]) -> dict[str, Any]:

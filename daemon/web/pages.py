@@ -7,7 +7,7 @@ Every POST checks the CSRF field; Jinja2 escapes every value (a ``<script>`` tas
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -41,6 +41,7 @@ from daemon.web.words import PRESETS, Words, pick_language, preset_of
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 RECENT = timedelta(hours=24)  # deliveries that still get done/snooze buttons
+PAGE = 50  # reminders on the first page
 
 
 def words(request: Request) -> Words:
@@ -87,12 +88,20 @@ def card(item: dict[str, Any], w: Words, now: datetime) -> dict[str, Any]:
 
 
 async def index(request: Request) -> Response:
+    """The next reminders first (the first ``PAGE`` unless ``?all``), then finished, paused."""
     app, w = the_app(request), words(request)
-    items = await call(reminders.upcoming, app)
+    items = await call(request.app.state.upcoming, app)
     now = app.clock.now()
-    cards = [card(i, w, now) for i in items]
-    cards.sort(key=lambda c: (c["paused"], c["next"] is None, c["next"] or "", c["id"]))
-    return render(request, "index.html", cards=cards)
+    items = sorted(items, key=lambda i: (i["paused"], i["next"] is None,
+                                         _instant(i["next"]), i["id"]))
+    shown = items if "all" in request.query_params else items[:PAGE]
+    return render(request, "index.html", cards=[card(i, w, now) for i in shown],
+                  hidden=len(items) - len(shown), total=len(items))
+
+
+def _instant(iso: str | None) -> datetime:
+    """Sort key: reminders in different zones compare by instant, not by text."""
+    return datetime.fromisoformat(iso) if iso else datetime.max.replace(tzinfo=timezone.utc)
 
 
 async def pause(request: Request) -> Response:

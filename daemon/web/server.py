@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from daemon.app import App
 from daemon.errors import ChimeError, InputError, NotFoundError
 from daemon.web.token import ensure_token, is_loopback, token_matches
+from daemon.web.upcoming import Upcoming
 
 log = logging.getLogger("daemon.web")
 
@@ -265,6 +266,7 @@ def create_app(app: App, *, listen: str | None = None) -> Starlette:
     web.state.token = token
     web.state.session = session_value(token)
     web.state.failures = failures
+    web.state.upcoming = Upcoming()
     web.add_middleware(_Headers)
     web.add_middleware(Guards, token=token, listen=listen or settings.web.listen,
                        upload_limit=settings.web.max_upload_kb * 1024, failures=failures)
