@@ -92,10 +92,11 @@ def add(app: App, task: str, when: str, every: str | None = None, lead: str | No
         return repo.add_event(s, **fields, source="manual")
 
 
-def confirmation(view: dict[str, Any]) -> str:
+def confirmation(view: dict[str, Any], now: datetime) -> str:
     """The line ``chime add`` prints so that a misreading is seen at once:
     ``#12 吃药 — 周二 12-01 00:00 (in 22 h 5 min)``, plus how it repeats."""
-    line = f"#{view['id']} {view['task']} — {view['when'] or 'no time left'}"
+    nxt = datetime.fromisoformat(view["next"]) if view["next"] else None
+    line = f"#{view['id']} {view['task']} — {describe_when(nxt, now) if nxt else 'no time left'}"
     return line if view["rule"] is None else f"{line}, repeats {view['every']}"
 
 
@@ -343,7 +344,7 @@ class AppActions:
 def event_view(event: Event, now: datetime, workdays: Workdays) -> dict[str, Any]:
     nxt = None if event.paused else next_occurrence(event, now, workdays=workdays)
     tz = zone(event.tz)
-    local = nxt.astimezone(tz) if nxt else None
+    local = nxt.astimezone(tz) if nxt else None  # in the event's zone, as the person reads it
     return {
         "id": event.id,
         "task": event.task,
@@ -363,7 +364,6 @@ def event_view(event: Event, now: datetime, workdays: Workdays) -> dict[str, Any
         "paused": event.paused,
         "source": event.source,
         "next": local.isoformat() if local else None,
-        "when": describe_when(local, now) if local else None,
     }
 
 

@@ -57,7 +57,7 @@ def add(text: str, when: str, every: str | None, lead: str | None, tz: str | Non
     if as_json:
         echo_json(view)
     else:
-        click.echo(reminders.confirmation(view))
+        click.echo(reminders.confirmation(view, app.clock.now()))
 
 
 @click.command(name="list")
