@@ -135,8 +135,8 @@ def test_configuration_mistakes_are_named(tmp_path: Path) -> None:
 
 
 def test_doctor_says_why_there_are_no_buttons(tmp_path: Path, httpserver: HTTPServer) -> None:
-    from daemon.doctor import ERROR, OK, WARNING, Doctor
-    from daemon.doctor.system import check_ntfy
+    from daemon.cli.doctor import ERROR, OK, WARNING, Doctor
+    from daemon.cli.doctor.system import check_ntfy
 
     httpserver.expect_request("/v1/health").respond_with_json({"healthy": True})
     base = f'[ntfy]\nurl = "{httpserver.url_for("/")}"\ntopic = "t"\n'

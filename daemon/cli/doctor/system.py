@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
-from daemon.doctor import ERROR, OK, WARNING, Check, Doctor
+from daemon.cli.doctor import ERROR, OK, WARNING, Check, Doctor
 from daemon.errors import ChimeError
 
 CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -46,7 +46,7 @@ def check_python(doc: Doctor) -> Check:
 # --- the board --------------------------------------------------------------------------
 
 def check_sensors(doc: Doctor) -> Check:
-    from daemon import guards
+    from daemon.generation import guards
 
     assert doc.settings is not None
     info = guards.describe(doc.settings.guards)
