@@ -267,9 +267,9 @@ def _fallback_reason(app: App, draft: Any) -> str | None:
     reason = draft.info.get("fallback_reason")
     if reason:
         return str(reason)
-    from daemon.generation import lora
+    from daemon.generation import supervisor
 
-    why = lora.unavailable(app.settings)
+    why = supervisor.unavailable(app.settings)
     if why is None:
         return "the template was chosen"
     if not app.settings.model.enabled:
