@@ -68,7 +68,8 @@ def test_add_form_error_keeps_the_values(web: WebServer, db_path: Path) -> None:
 def test_add_edit_with_a_custom_rule_and_outputs(web: WebServer) -> None:
     r = web.post("/add", data={"csrf": web.csrf(), "text": "浇花", "at": "明天早上7点",
                                "every": "custom", "rule": "FREQ=WEEKLY;BYDAY=SA",
-                               "lead": "15m", "outputs": ["console", "webhook"]})
+                               "lead": "15m", "outputs": ["console", "webhook"],
+                               "nag": "5m", "priority": "high"})
     assert r.status_code == 303 and r.headers["location"] == "/"
     made = web.get("/api/reminders").json()[0]
     assert (made["rule"], made["lead"], made["outputs"]) == (
@@ -76,6 +77,7 @@ def test_add_edit_with_a_custom_rule_and_outputs(web: WebServer) -> None:
     page = web.get(f"/reminders/{made['id']}/edit", headers=HTML).text
     assert 'value="2026-11-29 07:00"' in page and 'value="FREQ=WEEKLY;BYDAY=SA"' in page
     assert '<option value="custom" selected>' in page and "checked> webhook" in page
+    assert 'value="5m"' in page and '<option value="high" selected>' in page
     r = web.post(f"/reminders/{made['id']}/edit", data={
         "csrf": web.csrf(), "text": "浇花", "at": "2026-11-29 07:30", "every": "none",
         "lead": "15m", "outputs": ["console"]})

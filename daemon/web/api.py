@@ -31,7 +31,8 @@ MAX_TEXT = 1000  # characters in any one string field (the task itself allows fe
 VIAS = ("web", "push")
 
 REMINDER_FIELDS = {"text": "str", "at": "str", "every": "str?", "lead": "str?",
-                   "outputs": "list?", "tz": "str?"}
+                   "outputs": "list?", "tz": "str?", "nag": "str?", "nag_max": "int?",
+                   "priority": "str?"}
 EDIT_FIELDS = {**REMINDER_FIELDS, "paused": "bool"}
 
 
@@ -53,7 +54,7 @@ async def call(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def fields(body: dict[str, Any], spec: dict[str, str], required: tuple[str, ...] = ()
            ) -> dict[str, Any]:
     """Check the names and types of a body's fields: ``str``, ``str?`` (or null), ``list?``
-    (of strings, or null), ``bool``."""
+    (of strings, or null), ``int?`` (a whole number, or null), ``bool``."""
     unknown = sorted(set(body) - set(spec))
     if unknown:
         raise InputError(f"unknown field {unknown[0]!r} (known: {', '.join(spec)})")
@@ -73,6 +74,8 @@ def fields(body: dict[str, Any], spec: dict[str, str], required: tuple[str, ...]
                 checked_string(name, item)
         elif kind == "bool" and not isinstance(value, bool):
             raise InputError(f"{name!r} must be true or false")
+        elif kind.startswith("int") and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InputError(f"{name!r} must be a whole number")
     return body
 
 
@@ -118,7 +121,8 @@ async def list_reminders(request: Request) -> Response:
 
 def _add(app: App, body: dict[str, Any]) -> dict[str, Any]:
     event = reminders.add(app, body["text"], body["at"], body.get("every"), body.get("lead"),
-                          body.get("tz"), body.get("outputs"))
+                          body.get("tz"), body.get("outputs"), body.get("nag"),
+                          body.get("nag_max"), body.get("priority"))
     return reminders.event_view(event, app.clock.now(), app.workdays)
 
 
@@ -137,11 +141,13 @@ def _edit(app: App, event_id: int, body: dict[str, Any]) -> dict[str, Any]:
     if "every" in changes and changes["every"] is None:
         changes["every"] = "none"
     if not body:
-        raise InputError("nothing to change (give text, at, every, lead, outputs, tz or paused)")
+        raise InputError("nothing to change (give text, at, every, lead, outputs, tz, nag, "
+                         "nag_max, priority or paused)")
     if changes:
         event = reminders.edit(app, event_id, changes.get("text"), changes.get("at"),
                                changes.get("every"), changes.get("lead"), changes.get("tz"),
-                               changes.get("outputs"))
+                               changes.get("outputs"), changes.get("nag"),
+                               changes.get("nag_max"), changes.get("priority"))
     if "paused" in body:
         event = reminders.set_paused(app, event_id, body["paused"])
     return reminders.event_view(event, app.clock.now(), app.workdays)
