@@ -58,7 +58,8 @@ def test_add_in_chinese_and_read_back(web: WebServer) -> None:
     listed = web.get("/api/reminders").json()
     assert [e["task"] for e in listed] == ["喝水"]
     shown = web.get(f"/api/reminders/{made['id']}").json()
-    assert shown["upcoming"][:2] == ["2026-11-29T08:00:00+08:00", "2026-11-30T08:00:00+08:00"]
+    assert [o["at"] for o in shown["occurrences"][:2]] == ["2026-11-29T08:00:00+08:00",
+                                                          "2026-11-30T08:00:00+08:00"]
 
 
 def test_patch_pause_and_delete(web: WebServer) -> None:
