@@ -21,3 +21,4 @@ bench:
 	.venv/bin/python bench/delivery.py
 	.venv/bin/python bench/planning.py
 	.venv/bin/python bench/idle_rss.py
+	.venv/bin/python bench/web.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from daemon.clock import Clock, SystemClock
 from daemon.config import Settings
@@ -17,6 +18,9 @@ from daemon.generation.template import TemplateGenerator
 from daemon.outputs import base as outputs
 from daemon.outputs.base import Actions, Output
 from daemon.store.db import Database
+
+if TYPE_CHECKING:
+    from daemon.context.workdays import OfficialWorkdays
 
 log = logging.getLogger("daemon.app")
 
@@ -40,19 +44,27 @@ class App:
         return ContextProvider(self.settings, self.db, self.clock)
 
     @cached_property
+    def workdays(self) -> OfficialWorkdays:
+        """Official working days for ``--every workdays``: planning's Workdays calendar."""
+        from daemon.context.workdays import OfficialWorkdays
+
+        return OfficialWorkdays.from_settings(self.settings.days, self.db,
+                                              lambda: self.clock.now().date())
+
+    @cached_property
     def generator(self) -> Generator:
         """The character model with the template as fallback, or the template alone."""
-        from daemon.generation import lora  # torch-free: the model runs in a worker process
+        from daemon.generation import supervisor  # torch-free: the model runs in a worker process
 
-        why = lora.unavailable(self.settings)
+        why = supervisor.unavailable(self.settings)
         if why:
             log.info("writing reminders with the template: %s", why)
             return TemplateGenerator()
-        from daemon.guards import DecisionLog, Guard
+        from daemon.generation.guards import DecisionLog, Guard
 
-        guard = Guard(self.settings.guards, lora.memory_need_mb(self.settings),
+        guard = Guard(self.settings.guards, supervisor.memory_need_mb(self.settings),
                       record=DecisionLog(self.db, self.settings.guards.keep_decisions).record)
-        return WithFallback(lora.LoraGenerator(self.settings, guard), TemplateGenerator())
+        return WithFallback(supervisor.LoraGenerator(self.settings, guard), TemplateGenerator())
 
     def outputs(self, names: list[str], actions: Actions | None = None) -> dict[str, Output]:
         """Build the named outputs (unknown names raise ConfigError)."""

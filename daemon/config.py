@@ -348,10 +348,13 @@ def _coerce(value: Any, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return _coerce(value, args[0])
     if hint is timedelta:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return timedelta(seconds=value)
-        if isinstance(value, str):
-            return parse_duration(value)
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return timedelta(seconds=value)
+            if isinstance(value, str):
+                return parse_duration(value)
+        except (OverflowError, ValueError):  # 1e300 seconds, nan
+            raise TypeError(f"expected a duration like '10m', got {value!r}") from None
         raise TypeError(f"expected a duration like '10m', got {value!r}")
     if hint is bool:
         if isinstance(value, bool):

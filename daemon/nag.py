@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from daemon.config import DaemonSettings
 from daemon.errors import InputError
-from daemon.planning import next_occurrence, zone
+from daemon.planning import EVERY_DAY, alarm_of, rings, zone
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 
@@ -77,7 +77,8 @@ def after_delivery(s: Session, occ: Occurrence, now: datetime, conf: DaemonSetti
         event_id=event.id, task=root.task, scheduled_at=_free_instant(s, event, at),
         status="prepared", generator=FOLLOW_UP, prepared_at=now, repeat=occ.repeat + 1,
         repeat_of=root.id,
-        message=follow_up(root.task, root.scheduled_at.astimezone(zone(event.tz))),
+        message=follow_up(root.task, (root.starts_at or root.scheduled_at).astimezone(
+            zone(event.tz))),
     ))
     repo.bump_revision(s)
 
@@ -171,12 +172,14 @@ def _cancel_open_repeats(s: Session, root_ids: list[int], why: str) -> None:
 
 
 def _free_instant(s: Session, event: Event, at: datetime) -> datetime:
-    """The first whole second from ``at`` on that no other row of the event and none of its
-    own occurrences holds (the table is unique on event + instant)."""
+    """The first whole second from ``at`` on that no other row of the event holds and at
+    which the event does not ring itself (the table is unique on event + instant)."""
     at = at.replace(microsecond=0) + (timedelta(seconds=1) if at.microsecond else timedelta(0))
     while True:
         taken = s.scalars(select(Occurrence.id).where(
             Occurrence.event_id == event.id, Occurrence.scheduled_at == at)).first()
-        if taken is None and next_occurrence(event, at - timedelta(seconds=1)) != at:
+        # a superset of the event's own rings is enough here: every day counts as a workday
+        own = rings(event, alarm_of(event.alarm_s), at, at + timedelta(seconds=1), EVERY_DAY)
+        if taken is None and not own:
             return at
         at += timedelta(seconds=1)

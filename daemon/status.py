@@ -19,8 +19,8 @@ from daemon.store.models import Forecast
 
 def overview(app: App, count: int = 5) -> dict[str, Any]:
     """The daemon's state, its next ``count`` reminders, guard, weather, model and storage."""
-    from daemon.generation.lora import memory_need_mb, unavailable
-    from daemon.guards import describe
+    from daemon.generation.guards import describe
+    from daemon.generation.supervisor import memory_need_mb, unavailable
     from daemon.service import alive
 
     now = app.clock.now()

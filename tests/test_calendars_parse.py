@@ -192,3 +192,13 @@ def test_now_matters_only_for_what_is_past() -> None:
     text = cal("UID:1\nSUMMARY:a\nDTSTART:20261210T020000Z")
     later = Options("Asia/Shanghai", time(8), datetime(2026, 12, 11, tzinfo=timezone.utc))
     assert parse(text, later).past == 1 and parse(text).past == 0
+
+
+def test_exchange_spaces_in_byday_are_read() -> None:
+    item = only(parse(cal(
+        "UID:ex\nSUMMARY:standup\nDTSTART;TZID=China Standard Time:20261130T093000\n"
+        "RRULE:FREQ=WEEKLY;UNTIL=20270601T013000Z;INTERVAL=1;BYDAY=MO, TU, WE, TH, FR;WKST=SU")))
+    assert item.rrule is not None and "BYDAY=MO,TU,WE,TH,FR" in item.rrule
+    firsts = occurrences(Recurrence(item.dtstart, item.tz, item.rrule), NOW,
+                         NOW + timedelta(days=7))
+    assert [t.astimezone(NOW.tzinfo).day for t in firsts] == [30, 1, 2, 3, 4]

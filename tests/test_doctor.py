@@ -10,19 +10,20 @@ import sqlite3
 import struct
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from daemon.cli.doctor import ERROR, OK, REDACTED, WARNING, Doctor, model, system
 from daemon.config import load_settings
-from daemon.doctor import ERROR, OK, REDACTED, WARNING, Doctor, model, system
 from tests.dbus_fixtures import NotificationServer, private_bus
 
 DATA = Path(__file__).parent / "data" / "openmeteo"
 LAT, LON, PLACE = "31.2304", "121.4737", "上海徐汇"
 NAMES = ["config", "python", "torch", "gpu", "int8", "model files", "memory", "sensors",
-         "desktop", "speaker", "ntfy", "database", "daemon", "weather", "clock"]
+         "desktop", "speaker", "ntfy", "database", "daemon", "weather", "clock", "workdays"]
 
 
 def doctor(*args: str, config: Path | None = None, db: Path) -> subprocess.CompletedProcess[str]:
@@ -77,6 +78,23 @@ def test_doctor_json_on_this_machine(tmp_path: Path, located_config: Path,
     assert asked and all(a["latitude"] == "0.0" and a["longitude"] == "0.0" for a in asked)
     assert checks["database"]["status"] == OK
     assert not (tmp_path / "chime.db").exists(), "the doctor must not create the database"
+    soon = date.today() + timedelta(days=90)
+    if chinese_calendar_covers(soon.year):
+        assert checks["workdays"]["status"] == OK
+    else:
+        assert checks["workdays"]["status"] == WARNING
+        assert f"CN calendar of {soon.year} is not known yet" in checks["workdays"]["detail"]
+        assert "Monday–Friday" in checks["workdays"]["detail"]
+
+
+def chinese_calendar_covers(year: int) -> bool:
+    import chinese_calendar
+
+    try:
+        chinese_calendar.is_workday(date(year, 12, 31))
+    except NotImplementedError:
+        return False
+    return True
 
 
 def test_doctor_text_and_an_offline_weather_endpoint(tmp_path: Path) -> None:
@@ -109,7 +127,7 @@ def test_a_newer_schema_is_a_required_failure(tmp_path: Path) -> None:
 def test_a_bad_config_fails_but_the_other_checks_run(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[location]\nlatitude = 95.5\nlongitude = 1\n[daemon]\nnoise = 1\n")
-    code = ("import sys; from daemon.doctor import run; "
+    code = ("import sys; from daemon.cli.doctor import run; "
             f"r = run(config={str(config)!r}, db={str(tmp_path / 'x.db')!r}); "
             "import json; print(json.dumps(r.as_dict())); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

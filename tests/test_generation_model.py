@@ -14,7 +14,7 @@ from daemon.generation import bloom, int8, model  # noqa: E402
 from daemon.generation.build import build  # noqa: E402
 from daemon.generation.files import ModelFiles  # noqa: E402
 from daemon.generation.vocab import prune_tokenizer, token_text  # noqa: E402
-from tests.generation_fixtures import copy_models, installed, tiny  # noqa: E402,F401
+from tests.generation_fixtures import copy_models  # noqa: E402
 from tests.tinymodel import TinyModel, samples  # noqa: E402
 
 GREEDY = model.Decoding(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=40)
@@ -38,7 +38,7 @@ def _agreement(loaded: model.Loaded, reference: model.Loaded) -> float:
 
 
 @pytest.fixture(scope="module")
-def fp32(installed: ModelFiles) -> model.Loaded:  # noqa: F811
+def fp32(installed: ModelFiles) -> model.Loaded:
     return model.load(installed, "fp32", "cpu")
 
 
@@ -49,7 +49,7 @@ def test_fp32_unmerged_adapter_answers_like_training(fp32: model.Loaded) -> None
         assert got.startswith(expected)
 
 
-def test_the_adapter_matters(installed: ModelFiles, fp32: model.Loaded) -> None:  # noqa: F811
+def test_the_adapter_matters(installed: ModelFiles, fp32: model.Loaded) -> None:
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(installed.base)
@@ -59,7 +59,7 @@ def test_the_adapter_matters(installed: ModelFiles, fp32: model.Loaded) -> None:
         assert not torch.allclose(base(ids).logits, fp32.model(ids).logits, atol=1e-3)
 
 
-def test_bf16_and_converted_adapter(tiny: TinyModel, installed: ModelFiles,  # noqa: F811
+def test_bf16_and_converted_adapter(tiny: TinyModel, installed: ModelFiles,
                                     fp32: model.Loaded) -> None:
     from safetensors.torch import load_file
 
@@ -71,7 +71,7 @@ def test_bf16_and_converted_adapter(tiny: TinyModel, installed: ModelFiles,  # n
     assert _agreement(loaded, fp32) > 0.9
 
 
-def test_bnb_int8_on_cpu(installed: ModelFiles, fp32: model.Loaded) -> None:  # noqa: F811
+def test_bnb_int8_on_cpu(installed: ModelFiles, fp32: model.Loaded) -> None:
     loaded = model.load(installed, "bnb-int8", "cpu")  # bnb >= 0.45 runs on the CPU: no skip
     layer = loaded.model.base_model.model.transformer.h[0].mlp.dense_h_to_4h
     assert type(layer).__name__ == "Linear8bitLt"
@@ -79,7 +79,7 @@ def test_bnb_int8_on_cpu(installed: ModelFiles, fp32: model.Loaded) -> None:  # 
 
 
 @pytest.mark.parametrize("kernel", ["auto", "dynamic", "weight-only"])
-def test_int8_artifact_loads_mapped_without_float_linears(installed: ModelFiles,  # noqa: F811
+def test_int8_artifact_loads_mapped_without_float_linears(installed: ModelFiles,
                                                           fp32: model.Loaded,
                                                           kernel: str) -> None:
     loaded = model.load(installed, "torch-int8", "cpu", kernel=kernel)
@@ -110,7 +110,7 @@ def _bloom_on(hf: object) -> bloom.Bloom:
                        (norm(t.word_embeddings_layernorm), norm(t.ln_f)), blocks)
 
 
-def test_bloom_forward_matches_transformers(installed: ModelFiles) -> None:  # noqa: F811
+def test_bloom_forward_matches_transformers(installed: ModelFiles) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hf = AutoModelForCausalLM.from_pretrained(installed.base).eval()
@@ -164,7 +164,7 @@ def test_select_engine_per_architecture() -> None:
     assert torch.backends.quantized.engine == here
 
 
-def test_artifact_loads_under_qnnpack(installed: ModelFiles,  # noqa: F811
+def test_artifact_loads_under_qnnpack(installed: ModelFiles,
                                       fp32: model.Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
     if "qnnpack" not in torch.backends.quantized.supported_engines:
         pytest.skip("this torch has no qnnpack engine")
@@ -177,7 +177,7 @@ def test_artifact_loads_under_qnnpack(installed: ModelFiles,  # noqa: F811
         int8.select_engine()
 
 
-def test_separate_adapter_is_applied_at_load(installed: ModelFiles, tmp_path: Path,  # noqa: F811
+def test_separate_adapter_is_applied_at_load(installed: ModelFiles, tmp_path: Path,
                                              fp32: model.Loaded) -> None:
     files = copy_models(installed, tmp_path / "models")
     meta = build(files, merge=False)
@@ -191,7 +191,7 @@ def test_separate_adapter_is_applied_at_load(installed: ModelFiles, tmp_path: Pa
         model.load(files, "torch-int8", "cpu")
 
 
-def test_bf16_embedding_variant(installed: ModelFiles, tmp_path: Path,  # noqa: F811
+def test_bf16_embedding_variant(installed: ModelFiles, tmp_path: Path,
                                 fp32: model.Loaded) -> None:
     files = copy_models(installed, tmp_path / "models")
     build(files, embedding="bf16")
@@ -200,7 +200,7 @@ def test_bf16_embedding_variant(installed: ModelFiles, tmp_path: Path,  # noqa: 
     assert _agreement(loaded, fp32) > 0.85
 
 
-def test_artifact_is_standard_safetensors_and_aligned(installed: ModelFiles) -> None:  # noqa: F811
+def test_artifact_is_standard_safetensors_and_aligned(installed: ModelFiles) -> None:
     from safetensors import safe_open
 
     path = installed.artifact / "model.safetensors"
@@ -217,7 +217,7 @@ def test_artifact_is_standard_safetensors_and_aligned(installed: ModelFiles) -> 
     assert weight.dtype == torch.int8
 
 
-def test_pruned_vocabulary_keeps_text_round_trip(installed: ModelFiles, tmp_path: Path,  # noqa: F811
+def test_pruned_vocabulary_keeps_text_round_trip(installed: ModelFiles, tmp_path: Path,
                                                  fp32: model.Loaded) -> None:
     tokenizer = json.loads((installed.base / "tokenizer.json").read_text())
     _pruned, kept = prune_tokenizer(tokenizer, 40)
@@ -241,7 +241,7 @@ def test_token_text_knows_partial_utf8() -> None:
     assert token_text("æ") is None  # the first byte of a 3-byte character
 
 
-def test_corrupt_and_missing_files_are_clear_errors(installed: ModelFiles,  # noqa: F811
+def test_corrupt_and_missing_files_are_clear_errors(installed: ModelFiles,
                                                     tmp_path: Path) -> None:
     files = copy_models(installed, tmp_path / "models")
     weights = files.artifact / "model.safetensors"
@@ -264,7 +264,7 @@ def test_corrupt_and_missing_files_are_clear_errors(installed: ModelFiles,  # no
         model.load(installed, "torch-int8", "cuda")
 
 
-def test_int8_worker_path_imports_no_transformers(installed: ModelFiles) -> None:  # noqa: F811
+def test_int8_worker_path_imports_no_transformers(installed: ModelFiles) -> None:
     """Cold start: loading and writing with the artifact needs torch and tokenizers only."""
     import subprocess
     import sys

@@ -283,3 +283,11 @@ def test_a_database_from_before_nagging_is_migrated(db_path: Path) -> None:
         event = repo.list_events(s)[0]
         assert (event.task, event.nag_s, event.priority) == ("旧的", None, None)
     db.close()
+
+
+def test_a_repeat_never_takes_an_instant_the_event_rings_at(app: App) -> None:
+    event_id = add_event(app, nag_s=3600, nag_max=3, rule="FREQ=HOURLY")
+    courier = Courier(app)
+    deliver_at(app, courier, event_id, AT)
+    repeat = rows(app, event_id)[1]
+    assert repeat.scheduled_at == AT + timedelta(hours=1, seconds=1)  # 21:30 is the next ring

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -134,8 +135,8 @@ def test_configuration_mistakes_are_named(tmp_path: Path) -> None:
 
 
 def test_doctor_says_why_there_are_no_buttons(tmp_path: Path, httpserver: HTTPServer) -> None:
-    from daemon.doctor import ERROR, OK, WARNING, Doctor
-    from daemon.doctor.system import check_ntfy
+    from daemon.cli.doctor import ERROR, OK, WARNING, Doctor
+    from daemon.cli.doctor.system import check_ntfy
 
     httpserver.expect_request("/v1/health").respond_with_json({"healthy": True})
     base = f'[ntfy]\nurl = "{httpserver.url_for("/")}"\ntopic = "t"\n'
@@ -148,3 +149,49 @@ def test_doctor_says_why_there_are_no_buttons(tmp_path: Path, httpserver: HTTPSe
     assert check.status == ERROR and "[ntfy] topic: not set" in check.detail
     assert not httpserver.log[0][0].get_data(), "the doctor publishes nothing"
     assert check_ntfy(Doctor(configured(tmp_path, ""))).status == OK  # not used
+
+
+def test_pressing_the_buttons_against_chime_web_snoozes_then_acknowledges(
+        tmp_path: Path, httpserver: HTTPServer) -> None:
+    import requests
+    from web_fixtures import WebServer
+
+    from daemon.app import App
+    from daemon.delivery import Courier, Slot
+    from daemon.store import repo
+
+    server = NtfyServer(httpserver)
+    app = App(configured(tmp_path, f'[ntfy]\nurl = "{server.url}"\ntopic = "t"\n'))
+    web = WebServer(app, listen="0.0.0.0")  # every request needs the token
+    try:
+        app.settings.web.public_url = web.url
+        now = app.clock.now().replace(microsecond=0)
+        local = now.astimezone(app.settings.tz).replace(tzinfo=None).isoformat()
+        with app.db.session() as s:
+            event = repo.add_event(s, task="吃药", dtstart=local, tz=app.settings.daemon.timezone,
+                                   rrule=None, outputs=["ntfy"], rdates=[], exdates=[],
+                                   nag_s=60, nag_max=3)
+            event_id = event.id
+        assert Courier(app).deliver(Slot(event_id, now, now)) == "delivered"
+        later, done = (next(a for a in server.messages[0]["actions"] if a["label"] == label)
+                       for label in ("稍后提醒", "完成"))
+
+        def press(action: dict[str, Any], **headers: str) -> requests.Response:
+            return requests.request(action["method"], action["url"], timeout=30,
+                                    headers={**action["headers"], **headers},
+                                    data=action.get("body"))
+
+        assert press(done, Authorization="Bearer wrong").status_code == 401
+        assert press(later).status_code == 201
+        with app.db.session() as s:
+            root, *repeats = repo.event_history(s, event_id, 10)[::-1]
+            assert root.acknowledged_at is None  # a snooze is not an acknowledgement
+            assert [r.status for r in repeats] == ["cancelled", "prepared"]
+            assert repeats[1].scheduled_at >= now + timedelta(minutes=9)  # [desktop] snooze
+        assert press(done).status_code == 200
+        with app.db.session() as s:
+            root, *repeats = repo.event_history(s, event_id, 10)[::-1]
+            assert (root.acknowledged_by, [r.status for r in repeats]) == (
+                "push", ["cancelled", "cancelled"])
+    finally:
+        web.stop()

@@ -41,7 +41,8 @@ def test_times_in_words() -> None:
     assert en.day(NOW + timedelta(days=5), NOW) == "Thu 3 Dec"
     assert zh.relative(NOW - timedelta(hours=3), NOW) == "3 小时前"
     assert zh.relative(NOW - timedelta(seconds=20), NOW) == "刚刚"
-    assert zh.rule("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR") == "工作日"
+    assert zh.rule("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR") == "周一到周五"
+    assert zh.rule("FREQ=DAILY", "workdays") == "法定工作日"
     assert en.rule("FREQ=MONTHLY;BYMONTHDAY=1") == "rule FREQ=MONTHLY;BYMONTHDAY=1"
     assert zh.age(timedelta(seconds=4)) == "4 秒"
 
@@ -67,7 +68,8 @@ def test_add_form_error_keeps_the_values(web: WebServer, db_path: Path) -> None:
 def test_add_edit_with_a_custom_rule_and_outputs(web: WebServer) -> None:
     r = web.post("/add", data={"csrf": web.csrf(), "text": "浇花", "at": "明天早上7点",
                                "every": "custom", "rule": "FREQ=WEEKLY;BYDAY=SA",
-                               "lead": "15m", "outputs": ["console", "webhook"]})
+                               "lead": "15m", "outputs": ["console", "webhook"],
+                               "nag": "5m", "priority": "high"})
     assert r.status_code == 303 and r.headers["location"] == "/"
     made = web.get("/api/reminders").json()[0]
     assert (made["rule"], made["lead"], made["outputs"]) == (
@@ -75,6 +77,7 @@ def test_add_edit_with_a_custom_rule_and_outputs(web: WebServer) -> None:
     page = web.get(f"/reminders/{made['id']}/edit", headers=HTML).text
     assert 'value="2026-11-29 07:00"' in page and 'value="FREQ=WEEKLY;BYDAY=SA"' in page
     assert '<option value="custom" selected>' in page and "checked> webhook" in page
+    assert 'value="5m"' in page and '<option value="high" selected>' in page
     r = web.post(f"/reminders/{made['id']}/edit", data={
         "csrf": web.csrf(), "text": "浇花", "at": "2026-11-29 07:30", "every": "none",
         "lead": "15m", "outputs": ["console"]})
@@ -132,6 +135,8 @@ def test_upload_errors_show_on_the_page(web: WebServer, fixed_app: App) -> None:
     r = web.post("/calendars/upload", files={"file": ("x.ics", b"BEGIN:VCALENDAR")},
                  data={"csrf": "forged"}, headers=HTML)
     assert r.status_code == 403
+    r = web.post("/calendars/upload", data=b"BEGIN:VCALENDAR", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 403  # a raw body needs the header instead of the field
 
 
 def test_web_token_command(db_path: Path) -> None:
@@ -158,3 +163,18 @@ def test_web_without_the_extra_says_which(db_path: Path) -> None:
                             env=child_env(), timeout=60)
     assert result.returncode == 78
     assert "chime web needs the [web] extra" in result.stderr
+
+
+def test_next_page_shows_the_soonest_fifty(web: WebServer, fixed_app: App) -> None:
+    from daemon import reminders
+
+    for i in range(51):  # two a day from 12-01: 任务00 and 任务28 on the 1st, 任务26 on the 27th
+        reminders.add(fixed_app, f"任务{i:02d}", f"2026-12-{1 + i % 28:02d}T08:{i:02d}")
+    reminders.add(fixed_app, "柏林", "2026-12-24T08:00", tz="Europe/Berlin")  # 15:00 in Shanghai
+    page = web.get("/", headers=HTML).text
+    assert page.count('class="card"') == 50 and "显示全部 52 个提醒" in page
+    assert page.index("任务00") < page.index("任务28") < page.index("任务01")
+    assert page.index("任务23") < page.index("柏林") < page.index("任务24")  # by instant
+    assert "任务26" not in page and "任务27" not in page  # the two latest
+    everything = web.get("/?all", headers=HTML).text
+    assert everything.count('class="card"') == 52 and "任务27" in everything

@@ -47,6 +47,10 @@ UTC = Zone("UTC", zone("UTC"))
 # Properties whose parse errors make the component unusable (others, like DESCRIPTION, do not).
 ESSENTIAL = frozenset({"UID", "SUMMARY", "DTSTART", "DTEND", "DUE", "DURATION", "RRULE",
                        "RDATE", "EXDATE", "RECURRENCE-ID", "STATUS"})
+# Properties RFC 5545 allows once: a repeated time makes the event ambiguous (skipped), a
+# repeated text is read leniently (the first one counts).
+ONCE_TIMES = ("DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID")
+ONCE_TEXTS = ("UID", "SUMMARY", "STATUS", "SEQUENCE", "X-MICROSOFT-CDO-ALLDAYEVENT")
 
 
 @dataclass
@@ -174,8 +178,9 @@ def _component(block: Block, parsed: Parsed) -> Component | None:
         except Exception as exc:  # icalendar raises ValueError, KeyError, TypeError…
             reason = f"cannot be parsed ({short(exc)})"
     if comp is not None:
-        errors = [f"{prop}: {short(msg)}" for prop, msg in getattr(comp, "errors", [])
-                  if str(prop).upper() in ESSENTIAL]
+        errors = [f"{prop}: cannot read {short(block.raw(str(prop).upper()) or '')!r}"
+                  for prop, _ in getattr(comp, "errors", []) if str(prop).upper() in ESSENTIAL]
+        errors += _repeated(comp)
         if errors:
             reason = "; ".join(errors)
     if reason is None:
@@ -184,6 +189,19 @@ def _component(block: Block, parsed: Parsed) -> Component | None:
         parsed.total += 1
         parsed.skipped.append(Problem(block.raw("UID"), block.raw("SUMMARY"), reason))
     return None
+
+
+def _repeated(comp: Component) -> list[str]:
+    """Problems with properties that appear more than once; a repeated text keeps its first."""
+    problems = []
+    for name in (*ONCE_TIMES, *ONCE_TEXTS):
+        values = comp.get(name)
+        if isinstance(values, list):
+            if name in ONCE_TIMES:
+                problems.append(f"{name} appears {len(values)} times (one is allowed)")
+            else:
+                comp[name] = values[0]
+    return problems
 
 
 class _Reader:

@@ -1,6 +1,8 @@
 """Splitting iCalendar text into its top-level components, before icalendar reads each one.
 
 Parsing component by component means one garbled line costs only the event that holds it.
+Where a real export's meaning is plain it is read leniently: spaces inside an RRULE (Exchange
+writes ``BYDAY=MO, TU, WE, TH, FR``) are dropped.
 Structure errors that make the whole file suspect (not iCalendar at all, cut short, an END
 without BEGIN at calendar level) raise InputError; a broken component is marked ``broken``.
 """
@@ -80,6 +82,8 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
                 pass
         elif depth == 1:
             props.setdefault(name, value.strip())
+        if name in ("RRULE", "EXRULE") and depth >= 2:  # Exchange: BYDAY=MO, TU, WE
+            line = f"{head}:{''.join(value.split())}"
         if depth >= 2 or (depth == 1 and name == "BEGIN"):
             blocks[-1].lines.append(line)
     if stack:

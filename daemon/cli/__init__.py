@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, str] = {
     "add": "daemon.cli.events:add",
     "context": "daemon.cli.context:context_cmd",
-    "doctor": "daemon.cli.service:doctor",
+    "doctor": "daemon.cli.doctor:doctor",
     "done": "daemon.cli.events:done",
     "edit": "daemon.cli.events:edit",
     "export": "daemon.cli.calendars:export",

@@ -27,11 +27,11 @@ def pull(only: str | None, revision: str | None) -> None:
     Only the needed files are fetched, each checked against the hub's sha256; a pickled
     adapter_model.bin is converted to safetensors once, so nothing is unpickled at run time.
     """
-    from daemon.generation import lora
+    from daemon.generation import supervisor
     from daemon.generation.files import pull as fetch
 
     settings = get_app(click.get_current_context()).settings
-    files = lora.model_files(settings)
+    files = supervisor.model_files(settings)
     files.root.mkdir(parents=True, exist_ok=True)
     for part, source in (("base", settings.model.base), ("adapter", settings.model.adapter)):
         if only and part != only:
@@ -58,11 +58,11 @@ def build(separate: bool, embedding: str, vocab: int, no_measure: bool) -> None:
     """
     if vocab < 0:
         raise InputError("--vocab must be 0 (keep) or a positive number of tokens")
-    from daemon.generation import lora
+    from daemon.generation import supervisor
     from daemon.generation.build import build as build_artifact
 
     settings = get_app(click.get_current_context()).settings
-    files = lora.model_files(settings)
+    files = supervisor.model_files(settings)
     meta = build_artifact(files, merge=not separate, embedding=embedding, vocab=vocab)
     click.echo(f"built {files.artifact} ({_mb(meta['size_bytes'])}, vocabulary "
                f"{meta['vocab_size']}, {'merged' if meta['merged'] else 'separate'} LoRA) "
@@ -71,7 +71,7 @@ def build(separate: bool, embedding: str, vocab: int, no_measure: bool) -> None:
         return
     trial = copy.deepcopy(settings)
     trial.model.backend, trial.model.device = "torch-int8", "cpu"
-    info = lora.measure(trial)
+    info = supervisor.measure(trial)
     need = math.ceil(float(info.get("peak_rss_mb") or 0))
     files.write_artifact_meta({"memory_need_mb": need, "measured": {
         k: info.get(k) for k in ("engine", "load_s", "tok_per_s", "peak_rss_mb")}})
@@ -106,10 +106,10 @@ def info(as_json: bool) -> None:
 
 def describe(settings: Any) -> dict[str, Any]:
     """What ``chime model info`` (and ``chime doctor``) report about the model."""
-    from daemon.generation import lora
+    from daemon.generation import supervisor
     from daemon.generation.files import dir_size
 
-    files = lora.model_files(settings)
+    files = supervisor.model_files(settings)
     parts = {}
     for part in ("base", "adapter", "int8"):
         problem = files.missing(part)
@@ -122,13 +122,13 @@ def describe(settings: Any) -> dict[str, Any]:
             pass
         parts[part] = {"ok": problem is None, "problem": problem, "size_bytes": dir_size(folder),
                        "source": source}
-    why = lora.unavailable(settings)
+    why = supervisor.unavailable(settings)
     meta = files.artifact_meta()
     return {"models_dir": str(files.root), "backend": settings.model.backend,
             "device": settings.model.device, "kernel": settings.model.kernel,
             "enabled": settings.model.enabled, "parts": parts,
             "artifact": {k: v for k, v in meta.items() if k not in ("base", "adapter")},
-            "memory_need_mb": lora.memory_need_mb(settings), "usable": why is None,
+            "memory_need_mb": supervisor.memory_need_mb(settings), "usable": why is None,
             "why_not": why}
 
 

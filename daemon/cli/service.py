@@ -1,4 +1,4 @@
-"""``chime service install`` (systemd units for this install) and ``chime doctor``.
+"""``chime service install``: systemd units for this install.
 
 The unit texts live here, so that an installed (non-editable) chime can write them; the copies
 in ``systemd/`` are these templates rendered for ``/opt/chime/venv`` and ``~/.local/bin``, and
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from daemon.cli import echo_json
 from daemon.errors import ChimeError, InputError
 
 # The sandbox both system units share (chime.service and chime-web.service).
@@ -78,6 +77,8 @@ TimeoutStartSec=90s
 TimeoutStopSec=90s
 Restart=on-failure
 RestartSec=10s
+# 73 (EX_CANTCREAT): the database is read-only; a restart cannot help until someone fixes it.
+RestartPreventExitStatus=73
 # A worker killed for memory must not take the daemon down with it.
 OOMPolicy=continue
 MemoryHigh=3584M
@@ -146,6 +147,7 @@ TimeoutStartSec=90s
 TimeoutStopSec=90s
 Restart=on-failure
 RestartSec=10s
+RestartPreventExitStatus=73
 OOMPolicy=continue
 MemoryHigh=3584M
 MemoryMax=4G
@@ -364,21 +366,3 @@ def install(user: bool, to_stdout: bool, gpu: bool | None, output: Path | None,
     click.echo("next:")
     for line in next_steps(user, path, web):
         click.echo(f"  {line}")
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--hashes", is_flag=True,
-              help="Also compute the SHA-256 of large model files (slow on a board).")
-def doctor(as_json: bool, hashes: bool) -> None:
-    """Check what works on this machine, each problem with a one-line fix."""
-    from daemon import doctor as checks
-
-    lazy = click.get_current_context().find_root().obj
-    report = checks.run(config=lazy.config, db=lazy.db, hashes=hashes)
-    if as_json:
-        echo_json(report.as_dict())
-    else:
-        click.echo(report.as_text())
-    if not report.ok:
-        sys.exit(1)

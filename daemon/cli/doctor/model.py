@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from daemon.cli.doctor import OK, WARNING, Check, Doctor
 from daemon.config import Settings
-from daemon.doctor import OK, WARNING, Check, Doctor
 from daemon.generation.files import ModelFiles, choose_backend, sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -190,7 +190,7 @@ def safetensors_counts(path: Path) -> tuple[int, int]:
 def model_need_mb(s: Settings, backend: str) -> int | None:
     """Resident memory the model needs with this backend: what ``chime model build`` measured
     for the int8 artifact, else an estimate from the weights (weights × bytes + 20 %)."""
-    from daemon.generation.lora import measured_need_mb
+    from daemon.generation.supervisor import measured_need_mb
 
     measured = measured_need_mb(s) if backend == "torch-int8" else None
     if measured is not None:
