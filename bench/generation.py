@@ -10,9 +10,12 @@ process, so its peak RSS is its own. Printed per backend: load time, peak RSS af
 and after generating, decode tok/s, teacher-forced argmax agreement with fp32, and the
 bandwidth-bound limit (bytes read per token / measured memory read bandwidth).
 
-Variants: ``torch-int8`` (merged LoRA, default kernel), ``torch-int8-wo`` (weight-only
-kernel), ``torch-int8-sep`` (LoRA kept separate), ``torch-int8-40k`` (vocabulary pruned to
-~40 000 tokens). The fp32 run needs ~10 GB of RAM; run backends one at a time if short.
+Variants: ``torch-int8`` (merged LoRA, default kernel: int-mm on x86), ``torch-int8-dyn``
+(the quantized engine's kernel, repacked at load), ``torch-int8-wo`` (weight-only kernel),
+``torch-int8-sep`` (LoRA kept separate), ``torch-int8-40k`` (vocabulary pruned to ~40 000
+tokens). Every torch-int8 variant also gets worker cold starts: spawn → first generated token,
+as the daemon starts it. ``--peers llama.cpp,ctranslate2`` adds the peers (bench/peers.py).
+The fp32 run needs ~10 GB of RAM; run backends one at a time if short.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -33,8 +37,9 @@ sys.path.insert(0, str(REPO))
 import peers  # noqa: E402  (bench/peers.py, beside this file)
 
 SHAPE = {"vocab_size": 250880, "hidden_size": 2048, "n_layer": 24, "n_head": 16}
-ALL = ["fp32", "bf16", "bnb-int8", "torch-int8", "torch-int8-wo", "torch-int8-sep",
-       "torch-int8-40k"]
+ALL = ["fp32", "bf16", "bnb-int8", "torch-int8", "torch-int8-dyn", "torch-int8-wo",
+       "torch-int8-sep", "torch-int8-40k"]
+KERNELS = {"wo": "weight-only", "dyn": "dynamic"}  # variant suffix -> [model] kernel
 PROMPT_TOKENS, NEW_TOKENS, FORCED = 24, 32, (2, 64)
 
 
@@ -210,7 +215,7 @@ def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
     backend = "torch-int8" if name.startswith("torch-int8") else name
     folder = dirs["sep" if name.endswith("-sep") else "40k" if name.endswith("-40k")
                   else "merged"]
-    kernel = "weight-only" if name.endswith("-wo") else "auto"
+    kernel = KERNELS.get(name.rpartition("-")[2], "auto")
     started = time.monotonic()
     loaded = model.load(ModelFiles(folder), backend, "cpu", kernel)
     model.trim_memory()
@@ -335,6 +340,7 @@ def cold_start(folder: Path, kernel: str, threads: int = 2) -> dict[str, Any]:
     """Spawn the worker as the daemon does; seconds until its first generated token."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
         "PYTHONPATH", "")]), "CHIME_WORKER_LOG": "WARNING"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "daemon.generation.worker"], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -354,9 +360,11 @@ def cold_start(folder: Path, kernel: str, threads: int = 2) -> dict[str, Any]:
             break
     proc.stdin.close()
     proc.wait(60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if "result" not in events:
         raise RuntimeError(f"worker failed: {events}")
-    return {"first_token_s": round(events["result"][0], 2),
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"first_token_s": round(events["result"][0], 2), "cpu_s": round(cpu, 2),
             "ready_s": round(events["ready"][0], 2),
             "peak_mb": round(events["done"][1]["peak_rss_mb"])}
 
@@ -411,12 +419,13 @@ def main() -> None:
         if name.startswith("torch-int8") and args.cold_runs:
             folder = dirs["sep" if name.endswith("-sep") else "40k" if name.endswith("-40k")
                           else "merged"]
-            colds = [cold_start(folder, "weight-only" if name.endswith("-wo") else "auto")
-                     for _ in range(args.cold_runs)]
+            kernel = KERNELS.get(name.rpartition("-")[2], "auto")
+            colds = [cold_start(folder, kernel) for _ in range(args.cold_runs)]
             best = min(colds, key=lambda c: c["first_token_s"])
             print(f"{name:15} cold start: first token {best['first_token_s']:.2f}s (ready "
-                  f"{best['ready_s']:.2f}s, worker peak {best['peak_mb']} MB; best of "
-                  f"{len(colds)}: {[c['first_token_s'] for c in colds]})", flush=True)
+                  f"{best['ready_s']:.2f}s, worker CPU {best['cpu_s']:.2f}s, peak "
+                  f"{best['peak_mb']} MB; best of {len(colds)}: "
+                  f"{[c['first_token_s'] for c in colds]})", flush=True)
         print(f"{name:15} load {r['load_s']:5.1f}s  peak load {r['peak_load_mb']:6d} MB  "
               f"rss after load {r['rss_after_load_mb']:6d} MB  peak {r['peak_mb']:6d} MB  "
               f"decode {r['decode_tok_s']:5.2f} tok/s  limit {r['limit_tok_s']:5.1f} tok/s "
@@ -449,8 +458,8 @@ def run_peers(names: list[str], args: argparse.Namespace, hub: Path,
         best = min(colds, key=lambda c: c["first_token_s"])
         print(f"{name:15} load {r['load_s']:5.2f}s  peak load {r['peak_load_mb']:6d} MB  "
               f"peak {r['peak_mb']:6d} MB  decode {r['decode_tok_s']:5.2f} tok/s  cold start: "
-              f"first token {best['first_token_s']:.2f}s (peak {best['peak_mb']} MB; "
-              f"{[c['first_token_s'] for c in colds]})", flush=True)
+              f"first token {best['first_token_s']:.2f}s (CPU {best['cpu_s']:.2f}s, peak "
+              f"{best['peak_mb']} MB; {[c['first_token_s'] for c in colds]})", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -189,9 +190,13 @@ def first_token(name: str, path: Path) -> None:
 
 def cold_start(name: str, path: Path, bench: Path) -> dict[str, Any]:
     """Seconds from spawning a fresh process to its first generated token."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(bench), "--run", f"peer-first:{name}",
                            "--peer-path", str(path)], capture_output=True, text=True,
                           check=True)
     took = time.perf_counter() - started
-    return {"first_token_s": round(took, 2), **json.loads(done.stdout.splitlines()[-1])}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"first_token_s": round(took, 2), "cpu_s": round(cpu, 2),
+            **json.loads(done.stdout.splitlines()[-1])}

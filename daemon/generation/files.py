@@ -127,6 +127,9 @@ def choose_backend(files: ModelFiles, backend: str, device: str, cuda: bool | No
                           "no int8 artifact")
     if artifact is None:
         return Choice("torch-int8", "cpu", "int8 artifact built; runs on the CPU")
+    if pair:
+        return Choice("torch-int8", "cpu", "nothing installed", f"no model installed: "
+                      f"{artifact}; {pair}; run `chime model pull` and `chime model build`")
     return Choice("torch-int8", "cpu", "no int8 artifact", f"no usable model for backend auto: "
                   f"{artifact}; run `chime model build` (or set [model] backend = \"bf16\")")
 
