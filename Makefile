@@ -9,7 +9,7 @@ run: setup
 
 test:
 	scripts/system-deps.sh
-	CHIME_EXTRAS=llm,cuda,desktop,jetson,test scripts/setup.sh
+	CHIME_EXTRAS=llm,cuda,desktop,jetson,web,test scripts/setup.sh
 	.venv/bin/ruff check daemon tests bench
 	.venv/bin/python -m pytest -q
 
@@ -21,3 +21,4 @@ bench:
 	.venv/bin/python bench/delivery.py
 	.venv/bin/python bench/planning.py
 	.venv/bin/python bench/idle_rss.py
+	.venv/bin/python bench/web.py

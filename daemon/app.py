@@ -12,7 +12,6 @@ from functools import cached_property
 from daemon.clock import Clock, SystemClock
 from daemon.config import Settings
 from daemon.context import ContextSource
-from daemon.context.source import ContextProvider
 from daemon.generation.base import Generator, WithFallback
 from daemon.generation.template import TemplateGenerator
 from daemon.outputs import base as outputs
@@ -36,22 +35,24 @@ class App:
     @cached_property
     def context_source(self) -> ContextSource:
         """Weather from the forecast cache, the day calendar, part of day (no network)."""
+        from daemon.context.source import ContextProvider  # imports requests: only when used
+
         return ContextProvider(self.settings, self.db, self.clock)
 
     @cached_property
     def generator(self) -> Generator:
         """The character model with the template as fallback, or the template alone."""
-        from daemon.generation import lora  # torch-free: the model runs in a worker process
+        from daemon.generation import supervisor  # torch-free: the model runs in a worker process
 
-        why = lora.unavailable(self.settings)
+        why = supervisor.unavailable(self.settings)
         if why:
             log.info("writing reminders with the template: %s", why)
             return TemplateGenerator()
-        from daemon.guards import DecisionLog, Guard
+        from daemon.generation.guards import DecisionLog, Guard
 
-        guard = Guard(self.settings.guards, lora.memory_need_mb(self.settings),
+        guard = Guard(self.settings.guards, supervisor.memory_need_mb(self.settings),
                       record=DecisionLog(self.db, self.settings.guards.keep_decisions).record)
-        return WithFallback(lora.LoraGenerator(self.settings, guard), TemplateGenerator())
+        return WithFallback(supervisor.LoraGenerator(self.settings, guard), TemplateGenerator())
 
     def outputs(self, names: list[str], actions: Actions | None = None) -> dict[str, Output]:
         """Build the named outputs (unknown names raise ConfigError)."""

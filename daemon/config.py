@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon.context.periods import check_context_settings
 from daemon.errors import ConfigError, InputError
+from daemon.priority import parse_priority
 from daemon.timeparse import parse_duration
 
 if sys.version_info >= (3, 11):
@@ -70,6 +71,11 @@ class DaemonSettings:
     poll: timedelta = timedelta(seconds=1)
     heartbeat: timedelta = timedelta(seconds=5)
     log_level: str = "INFO"
+    wait_for_time_sync: bool | None = None  # unset: wait on a board without an RTC
+    time_sync_max_wait: timedelta = timedelta(minutes=5)
+    time_sync_flag: str = ""  # a file whose existence means synchronised (see timesync.py)
+    nag: timedelta = timedelta(0)  # repeat unacknowledged reminders this often; 0: never
+    nag_max: int = 6  # at most this many repeats, then the reminder is unacknowledged
 
 
 @dataclass
@@ -196,11 +202,35 @@ class WebhookSettings:
 
 
 @dataclass
+class NtfySettings:
+    """[ntfy]: push each reminder to a phone through an ntfy server (ntfy.sh or your own)."""
+
+    url: str = "https://ntfy.sh"
+    topic: str = ""
+    token: str = ""  # an access token (Authorization: Bearer), or user + password
+    user: str = ""
+    password: str = ""
+    priority: str = "default"  # min, low, default, high, max or 1-5
+    tags: list[str] = field(default_factory=list)
+    timeout: float = 10.0
+
+
+@dataclass
 class CalendarSettings:
     """[calendars]: imported and subscribed .ics calendars."""
 
     all_day_at: str = "08:00"
     default_every: timedelta = timedelta(minutes=30)
+
+
+@dataclass
+class WebSettings:
+    """[web]: the page and JSON API (`chime web`); listening beyond loopback needs the token."""
+
+    listen: str = "127.0.0.1"
+    port: int = 8765
+    public_url: str = ""  # how a phone reaches the page (ntfy action buttons, `chime web token`)
+    max_upload_kb: int = 1024  # an uploaded .ics; JSON bodies are capped at 64 KB
 
 
 @dataclass
@@ -216,7 +246,9 @@ class Settings:
     desktop: DesktopSettings = field(default_factory=DesktopSettings)
     speaker: SpeakerSettings = field(default_factory=SpeakerSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    ntfy: NtfySettings = field(default_factory=NtfySettings)
     calendars: CalendarSettings = field(default_factory=CalendarSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     config_path: Path | None = None
 
     @property
@@ -274,6 +306,11 @@ def load_settings(config: str | Path | None = None, db: str | Path | None = None
         settings.daemon.timezone = tz_override
     if not settings.daemon.timezone:
         settings.daemon.timezone = system_timezone()
+    wait_override = os.environ.get("CHIME_WAIT_FOR_TIME_SYNC", "").strip().lower()
+    if wait_override in ("1", "true", "0", "false"):
+        settings.daemon.wait_for_time_sync = wait_override in ("1", "true")
+    elif wait_override:
+        problems.append("CHIME_WAIT_FOR_TIME_SYNC: expected 1, 0, true or false")
     problems += _check(settings)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
@@ -311,10 +348,13 @@ def _coerce(value: Any, hint: Any) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return _coerce(value, args[0])
     if hint is timedelta:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return timedelta(seconds=value)
-        if isinstance(value, str):
-            return parse_duration(value)
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return timedelta(seconds=value)
+            if isinstance(value, str):
+                return parse_duration(value)
+        except (OverflowError, ValueError):  # 1e300 seconds, nan
+            raise TypeError(f"expected a duration like '10m', got {value!r}") from None
         raise TypeError(f"expected a duration like '10m', got {value!r}")
     if hint is bool:
         if isinstance(value, bool):
@@ -356,6 +396,8 @@ def _check(s: Settings) -> list[str]:
         problems.append("[model] batch_window: must not exceed [daemon] horizon")
     if s.daemon.poll <= timedelta(0) or s.daemon.heartbeat <= timedelta(0):
         problems.append("[daemon] poll and heartbeat must be positive")
+    if s.daemon.time_sync_max_wait < timedelta(0):
+        problems.append("[daemon] time_sync_max_wait: must not be negative")
     lat, lon = s.location.latitude, s.location.longitude
     if (lat is None) != (lon is None):
         problems.append("[location] latitude and longitude go together")
@@ -385,7 +427,28 @@ def _check(s: Settings) -> list[str]:
     except ConfigError as exc:
         problems.append(str(exc))
     problems += _check_guards(s.guards)
+    problems += _check_web(s.web)
     problems += check_context_settings(s)
+    problems += _check_nag(s.daemon, s.ntfy)
+    return problems
+
+
+def _check_nag(d: DaemonSettings, n: NtfySettings) -> list[str]:
+    problems: list[str] = []
+    if d.nag and not timedelta(seconds=1) <= d.nag <= timedelta(days=1):
+        problems.append("[daemon] nag: must be 0 (off) or between 1s and 1d")
+    if not 1 <= d.nag_max <= 100:
+        problems.append("[daemon] nag_max: must be between 1 and 100")
+    try:
+        parse_priority(n.priority)
+    except InputError as exc:
+        problems.append(f"[ntfy] priority: {exc}")
+    if n.token and (n.user or n.password):
+        problems.append("[ntfy] token: give a token or user and password, not both")
+    if bool(n.user) != bool(n.password):
+        problems.append("[ntfy] user and password go together")
+    if n.timeout <= 0:
+        problems.append("[ntfy] timeout: must be a positive number of seconds")
     return problems
 
 
@@ -413,4 +476,17 @@ def _check_guards(g: GuardSettings) -> list[str]:
         problems.append("[guards] keep_decisions: must be between 1 and 1000")
     if not g.sysfs_root:
         problems.append("[guards] sysfs_root: must not be empty")
+    return problems
+
+
+def _check_web(w: WebSettings) -> list[str]:
+    problems: list[str] = []
+    if not w.listen.strip():
+        problems.append("[web] listen: must not be empty")
+    if not 1 <= w.port <= 65535:
+        problems.append("[web] port: must be between 1 and 65535")
+    if w.public_url and not w.public_url.startswith(("http://", "https://")):
+        problems.append("[web] public_url: must start with http:// or https://")
+    if not 1 <= w.max_upload_kb <= 65536:
+        problems.append("[web] max_upload_kb: must be between 1 and 65536")
     return problems

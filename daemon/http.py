@@ -1,67 +1,74 @@
-"""The one way chime talks to remote servers (forecast, holiday feed, calendar subscriptions).
+"""The one HTTP request function of chime, with one error mapping for every caller.
 
-Two functions, both over a ``requests.Session`` that the caller owns and passes in:
+:func:`request` sends one request (GET by default; an output POSTs its ``body``) over a
+``requests.Session`` that the caller owns and passes in, with the project's User-Agent, bounded
+retries with exponential backoff for transient failures, and every transport failure turned
+into a :class:`~daemon.errors.FetchError` subclass. It never raises anything else for network
+trouble. Cached documents (conditional GET, offline use) live in :mod:`daemon.http_cache`.
 
-* :func:`request` — one HTTP request with connect/read timeouts, the project's User-Agent,
-  bounded retries with exponential backoff for transient failures, and every transport failure
-  turned into a :class:`~daemon.errors.FetchError` subclass. It never raises anything else
-  for network trouble.
-* :func:`fetch_cached` — a conditional GET (``If-None-Match`` / ``If-Modified-Since``) whose
-  document is kept in the ``http_cache`` table, made at most once per ``min_interval`` per URL
-  (also across restarts: the attempt is recorded *before* the request), honouring a server's
-  ``Retry-After``, and serving the cached body when the network is gone.
-  :func:`cached_document` reads that cache without touching the network.
+A hostile or broken server cannot hold a caller longer than ``policy.total_timeout``: that is
+one deadline for the whole call — connecting, every attempt, every backoff wait, the headers
+and the body — not a per-read timeout that a server answering one byte per second would never
+trip. When it passes, a watchdog shuts the call's sockets (the first call on a session mounts
+the adapter that lets it see them). Bodies are streamed and refused beyond ``policy.max_bytes``
+(a ``Content-Length`` above it is refused before reading), so memory stays bounded whatever
+the server sends. Redirects are followed at most :data:`MAX_REDIRECTS` times.
 
-Error mapping (what :func:`request` raises):
+Error mapping:
 
 ==========================================  =====================================
 transport failure                           error
 ==========================================  =====================================
-connect or read timeout, body too slow      ``FetchTimeout``
-refused, DNS, TLS, reset, bad URL           ``FetchConnectionError``
+timeout, a body too slow, the deadline      ``FetchTimeout``
+refused, DNS, TLS, reset, bad URL          ``FetchConnectionError``
 HTTP 429                                    ``FetchRateLimited`` (``retry_after`` s)
-other HTTP 4xx/5xx                          ``FetchHTTPError`` (``status``)
+other HTTP 4xx/5xx, 3xx, a redirect loop    ``FetchHTTPError`` (``status``)
 body too large or undecodable, bad JSON     ``FetchPayloadError``
 ==========================================  =====================================
 
 Timeouts, refused connections and HTTP 500/502/503/504 are retried ``policy.retries`` times,
-waiting ``backoff``, ``2·backoff``, … (capped; a ``Retry-After`` longer than the cap ends the
-retries). 429 and other 4xx are never retried. Messages name the host and the last path
-segment only: query strings carry the location and calendar paths may carry secret tokens.
+waiting ``backoff``, ``2·backoff``, … (capped; a ``Retry-After`` longer than the cap, or a wait
+past the deadline, ends the retries). 429 and other 4xx are never retried. Messages name the
+host and the last path segment only: query strings carry the location and calendar paths may
+carry secret tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
 from daemon import __version__
 from daemon.errors import (
     FetchConnectionError,
-    FetchError,
     FetchHTTPError,
     FetchPayloadError,
     FetchRateLimited,
     FetchTimeout,
 )
-from daemon.store.db import Database
-from daemon.store.models import HttpCache
 
 log = logging.getLogger("daemon.http")
 
 USER_AGENT = f"chime/{__version__} (+https://github.com/chime-reminder)"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-CLOCK_SLACK = timedelta(minutes=1)  # an attempt "in the future" means the clock went back
+MAX_REDIRECTS = 5
+CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ class FetchPolicy:
     retries: int = 2  # extra attempts after the first, for transient failures only
     backoff: float = 1.0  # seconds before the first retry; doubles each retry
     max_backoff: float = 30.0  # no single wait is longer; a longer Retry-After ends the retries
-    total_timeout: float = 60.0  # one attempt, body included (guards against a trickling server)
+    total_timeout: float = 60.0  # the whole call: every attempt, wait, header and body byte
     max_bytes: int = 8 * 1024 * 1024  # a bigger body is a FetchPayloadError
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
@@ -94,15 +101,18 @@ class Reply:
 
     def text(self) -> str:
         """The body as text: the charset the server names, else UTF-8 (never Latin-1)."""
-        return self.content.decode(_charset(self.headers) or "utf-8", errors="replace")
+        try:
+            return self.content.decode(_charset(self.headers) or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
         """The body as JSON, or FetchPayloadError."""
         try:
             return json.loads(self.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise FetchPayloadError(
-                f"{describe_url(self.url)}: the answer is not valid JSON ({exc})"
+                f"{describe_url(self.url)}: the answer is not valid JSON ({_reason(exc)})"
             ) from exc
 
 
@@ -110,12 +120,22 @@ def describe_url(url: str) -> str:
     """``host/…/last-segment`` — safe for logs and messages (no query, no secret path parts)."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:  # a port that is not a number
+        pass
     segments = [s for s in parts.path.split("/") if s]
     if not segments:
         return host
     return f"{host}/{segments[0]}" if len(segments) == 1 else f"{host}/…/{segments[-1]}"
+
+
+def new_session() -> requests.Session:
+    """A session prepared for :func:`request` (deadline adapter, redirect limit)."""
+    session = requests.Session()
+    _prepare(session)
+    return session
 
 
 def request(
@@ -123,60 +143,111 @@ def request(
     url: str,
     *,
     policy: FetchPolicy,
+    method: str = "GET",
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    follow_redirects: bool = True,
 ) -> Reply:
-    """GET ``url`` with retries; return the Reply or raise a FetchError subclass (see module)."""
-    retry = 0
-    while True:
-        try:
-            return _attempt(session, url, policy, params, headers)
-        except (FetchTimeout, FetchConnectionError, FetchHTTPError) as exc:
-            retry_after = getattr(exc, "retry_after", None)
-            transient = not isinstance(exc, FetchHTTPError) or (
-                exc.status in RETRY_STATUSES
-                and (retry_after is None or retry_after <= policy.max_backoff)
-            )
-            if not transient or retry >= policy.retries:
-                raise
-            wait = policy.delay(retry, retry_after)
-            log.info("%s; retrying in %.1fs (%d/%d)", exc, wait, retry + 1, policy.retries)
-            policy.sleep(wait)
-            retry += 1
-
-
-def _attempt(
-    session: requests.Session,
-    url: str,
-    policy: FetchPolicy,
-    params: Mapping[str, Any] | None,
-    headers: Mapping[str, str] | None,
-) -> Reply:
-    where = describe_url(url)
-    sent = {"User-Agent": USER_AGENT, **(headers or {})}
+    """Send one request with retries; return the Reply or raise a FetchError (see module)."""
+    _prepare(session)
+    deadline = _Deadline(policy.total_timeout)
+    call = _Call(session, url, policy, deadline, method, params, headers, body,
+                 follow_redirects)
     try:
-        with session.get(
-            url,
-            params=params,
-            headers=sent,
-            timeout=(policy.connect_timeout, policy.read_timeout),
-            stream=True,
-            allow_redirects=True,
-        ) as resp:
-            status, got_headers = resp.status_code, resp.headers
-            content = _read_body(resp, policy, where)
-    except requests.Timeout as exc:
-        raise FetchTimeout(f"{where}: no answer in time ({_reason(exc)})") from exc
-    except requests.exceptions.ContentDecodingError as exc:
-        raise FetchPayloadError(f"{where}: cannot decode the answer ({_reason(exc)})") from exc
-    except requests.ConnectionError as exc:
-        if any(isinstance(a, ReadTimeoutError) for a in exc.args):
-            raise FetchTimeout(f"{where}: the answer stalled ({_reason(exc)})") from exc
-        raise FetchConnectionError(f"{where}: cannot connect ({_reason(exc)})") from exc
-    except requests.RequestException as exc:  # broken chunking, bad URL, too many redirects
-        raise FetchConnectionError(f"{where}: request failed ({_reason(exc)})") from exc
+        return call.run()
+    finally:
+        deadline.close()
+
+
+@dataclass
+class _Call:
+    """One :func:`request` call: its attempts share one deadline."""
+
+    session: requests.Session
+    url: str
+    policy: FetchPolicy
+    deadline: _Deadline
+    method: str
+    params: Mapping[str, Any] | None
+    headers: Mapping[str, str] | None
+    body: bytes | None
+    follow_redirects: bool
+
+    def run(self) -> Reply:
+        retry = 0
+        while True:
+            try:
+                return self.attempt()
+            except (FetchTimeout, FetchConnectionError, FetchHTTPError) as exc:
+                wait = self.retry_wait(exc, retry)
+                if wait is None:
+                    raise
+                log.info("%s; retrying in %.1fs (%d/%d)", exc, wait, retry + 1,
+                         self.policy.retries)
+                self.policy.sleep(wait)
+                retry += 1
+
+    def retry_wait(self, exc: Exception, retry: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when there is none."""
+        retry_after = getattr(exc, "retry_after", None)
+        transient = not isinstance(exc, FetchHTTPError) or (
+            exc.status in RETRY_STATUSES
+            and (retry_after is None or retry_after <= self.policy.max_backoff)
+        )
+        if not transient or retry >= self.policy.retries or self.deadline.expired():
+            return None
+        wait = self.policy.delay(retry, retry_after)
+        return wait if wait < self.deadline.remaining() else None
+
+    def attempt(self) -> Reply:
+        where = describe_url(self.url)
+        left = self.deadline.remaining()
+        if left <= 0:
+            raise FetchTimeout(f"{where}: no answer within {self.policy.total_timeout:g}s")
+        sent = {"User-Agent": USER_AGENT, **(self.headers or {})}
+        timeout = (min(self.policy.connect_timeout, left), min(self.policy.read_timeout, left))
+        _active.deadline = self.deadline
+        try:
+            with self.session.request(
+                self.method, self.url, params=self.params, headers=sent, data=self.body,
+                timeout=timeout, stream=True, allow_redirects=self.follow_redirects,
+            ) as resp:
+                status, got_headers = resp.status_code, resp.headers
+                content = _read_body(resp, self.policy, self.deadline, where)
+        except requests.RequestException as exc:
+            raise self.transport_error(exc, where) from exc
+        finally:
+            _active.deadline = None
+        if self.deadline.expired():  # the watchdog cut a body that had no length
+            raise FetchTimeout(f"{where}: the answer took longer than "
+                               f"{self.policy.total_timeout:g}s")
+        return _reply(self.url, status, got_headers, content, where)
+
+    def transport_error(self, exc: requests.RequestException, where: str) -> Exception:
+        if self.deadline.expired():
+            return FetchTimeout(f"{where}: no complete answer within "
+                                f"{self.policy.total_timeout:g}s")
+        if isinstance(exc, requests.Timeout):
+            return FetchTimeout(f"{where}: no answer in time ({_reason(exc)})")
+        if isinstance(exc, requests.exceptions.ContentDecodingError):
+            return FetchPayloadError(f"{where}: cannot decode the answer ({_reason(exc)})")
+        if isinstance(exc, requests.TooManyRedirects):  # a loop: not worth a retry
+            status = exc.response.status_code if exc.response is not None else 310
+            return FetchHTTPError(f"{where}: more than {MAX_REDIRECTS} redirects", status)
+        if isinstance(exc, requests.ConnectionError):
+            if any(isinstance(a, ReadTimeoutError) for a in exc.args):
+                return FetchTimeout(f"{where}: the answer stalled ({_reason(exc)})")
+            return FetchConnectionError(f"{where}: cannot connect ({_reason(exc)})")
+        # broken chunking, a bad URL
+        return FetchConnectionError(f"{where}: request failed ({_reason(exc)})")
+
+
+def _reply(url: str, status: int, headers: Mapping[str, str], content: bytes,
+           where: str) -> Reply:
+    """The Reply for a 2xx/304 answer; the FetchError for any other status."""
     if status == 429:
-        retry_after = parse_retry_after(got_headers.get("Retry-After"))
+        retry_after = parse_retry_after(headers.get("Retry-After"))
         raise FetchRateLimited(
             f"{where}: rate limited (HTTP 429"
             + (f", retry after {retry_after:.0f}s)" if retry_after is not None else ")"),
@@ -187,26 +258,129 @@ def _attempt(
         raise FetchHTTPError(
             f"{where}: HTTP {status}{_excerpt(content)}",
             status,
-            parse_retry_after(got_headers.get("Retry-After")),
+            parse_retry_after(headers.get("Retry-After")),
         )
     if status >= 300 and status != 304:
         raise FetchHTTPError(f"{where}: unexpected HTTP {status}", status)
-    return Reply(url=url, status=status, headers=got_headers, content=content)
+    return Reply(url=url, status=status, headers=headers, content=content)
 
 
-def _read_body(resp: requests.Response, policy: FetchPolicy, where: str) -> bytes:
-    deadline = time.monotonic() + policy.total_timeout
+def _read_body(resp: requests.Response, policy: FetchPolicy, deadline: _Deadline,
+               where: str) -> bytes:
+    """The body, streamed: refused beyond ``max_bytes`` or past the deadline."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > policy.max_bytes:
+        raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    for chunk in resp.iter_content(chunk_size=65536):
+    for chunk in resp.iter_content(chunk_size=CHUNK):
         size += len(chunk)
         if size > policy.max_bytes:
             raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise FetchTimeout(f"{where}: the answer took longer than {policy.total_timeout}s")
+        if deadline.expired():
+            raise FetchTimeout(f"{where}: the answer took longer than {policy.total_timeout:g}s")
         chunks.append(chunk)
     return b"".join(chunks)
 
+
+# --- the deadline ----------------------------------------------------------------------------
+
+_active = threading.local()  # the deadline of the request() running in this thread
+
+
+class _Deadline:
+    """The end of one :func:`request` call: from then on, the sockets it uses are shut.
+
+    A blocked ``recv`` on a shut socket returns at once, so a server that trickles its headers
+    or body one byte per second cannot hold the caller past the deadline.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+        self._connections: list[HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="http-deadline", daemon=True)
+        self._thread.start()
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def watch(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+
+    def close(self) -> None:
+        """The call is over: stop watching (its connections go back to the pool)."""
+        self._done.set()
+
+    def _watch(self) -> None:
+        if self._done.wait(max(0.0, self.remaining())):
+            return
+        while True:  # shut every socket of the call, including one still being connected
+            with self._lock:
+                connections = list(self._connections)
+            for connection in connections:
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            if self._done.wait(0.05):
+                return
+
+
+class _Watched:
+    """A urllib3 connection that registers itself with the deadline of the running call."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline = getattr(_active, "deadline", None)
+        if deadline is not None:
+            deadline.watch(self)  # type: ignore[arg-type]
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with connections the deadline watchdog can shut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
+
+
+def _prepare(session: requests.Session) -> None:
+    """Mount the deadline adapter and the redirect limit (once per session)."""
+    if not isinstance(session.get_adapter("https://"), _DeadlineAdapter):
+        adapter = _DeadlineAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.max_redirects = MAX_REDIRECTS
+
+
+# --- helpers ---------------------------------------------------------------------------------
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds from now (delta-seconds or an HTTP date); None if absent/bad."""
@@ -217,7 +391,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -255,132 +429,3 @@ def _reason(exc: BaseException) -> str:
     if "Max retries exceeded" in text and ": " in text:  # urllib3's wrapper; keep its cause
         text = text.rsplit("(Caused by ", 1)[-1].rstrip(")")
     return " ".join(text.split())[:160] or type(inner).__name__
-
-
-# ---------------------------------------------------------------------------------------------
-# Conditional GET with the http_cache table
-
-
-@dataclass(frozen=True)
-class Document:
-    """What :func:`fetch_cached` or :func:`cached_document` knows about a URL.
-
-    ``body`` is the newest body we have (just fetched or from the cache); None when nothing
-    has ever arrived. ``source`` is ``"live"`` when the server answered in this call (200 or
-    304), ``"cache"`` when no request was made (not due, rate limited) or it failed.
-    ``changed`` is true when this call stored a body different from the one cached before.
-    ``error`` is why this call's request failed (None when it succeeded or none was made).
-    """
-
-    url: str
-    body: str | None
-    source: str
-    fetched_at: datetime | None  # when the server last gave or confirmed the body
-    attempted_at: datetime | None
-    changed: bool = False
-    error: FetchError | None = None
-
-
-def cached_document(db: Database, url: str) -> Document | None:
-    """The cached document for ``url`` without touching the network; None if never attempted."""
-    with db.session() as s:
-        row = s.get(HttpCache, url)
-        if row is None:
-            return None
-        return Document(url, row.body, "cache", row.fetched_at, row.attempted_at)
-
-
-def next_attempt(
-    attempted_at: datetime | None, retry_after: float | None, min_interval: timedelta
-) -> datetime | None:
-    """The earliest instant another request is allowed; None means now."""
-    if attempted_at is None:
-        return None
-    wait = max(min_interval, timedelta(seconds=retry_after or 0.0))
-    return attempted_at + wait
-
-
-def is_due(
-    now: datetime,
-    attempted_at: datetime | None,
-    retry_after: float | None,
-    min_interval: timedelta,
-) -> bool:
-    """True when a new request is allowed at ``now`` (a clock that went back counts as due)."""
-    if attempted_at is None or attempted_at > now + CLOCK_SLACK:
-        return True
-    allowed = next_attempt(attempted_at, retry_after, min_interval)
-    return allowed is None or now >= allowed
-
-
-def fetch_cached(
-    db: Database,
-    session: requests.Session,
-    url: str,
-    *,
-    now: datetime,
-    policy: FetchPolicy,
-    min_interval: timedelta = timedelta(0),
-    force: bool = False,
-    validate: Callable[[str], object] | None = None,
-) -> Document:
-    """Conditional GET of ``url`` through the ``http_cache`` table; never raises FetchError.
-
-    * No request when the last attempt was less than ``min_interval`` ago (unless ``force``),
-      or while a server's ``Retry-After`` runs (even with ``force``): the cache is served.
-    * The attempt time is committed before the request, so a crash loop cannot hammer a server.
-    * 200 stores the body with its ``ETag`` / ``Last-Modified``; 304 keeps the body and
-      refreshes ``fetched_at``.
-    * ``validate(body)`` may raise ``ValueError`` or ``FetchPayloadError`` to refuse a body
-      (an HTML error page instead of a calendar): the previous body stays cached.
-    * Any failure is logged and returned in ``Document.error`` with the cached body, if any.
-
-    Raises only StoreError (the database itself failed).
-    """
-    with db.session() as s:
-        row = s.get(HttpCache, url)
-        if row is None:
-            row = HttpCache(url=url)
-            s.add(row)
-        old_body, etag, modified = row.body, row.etag, row.last_modified
-        if not is_due(now, row.attempted_at, row.retry_after,
-                      timedelta(0) if force else min_interval):
-            return Document(url, row.body, "cache", row.fetched_at, row.attempted_at)
-        row.attempted_at = now
-        fetched_at = row.fetched_at
-    headers: dict[str, str] = {}
-    if old_body is not None:
-        if etag:
-            headers["If-None-Match"] = etag
-        if modified:
-            headers["If-Modified-Since"] = modified
-    try:
-        reply = request(session, url, policy=policy, headers=headers)
-        body = old_body if reply.status == 304 else reply.text()
-        if body is None:  # 304 without anything cached: the server misbehaved
-            raise FetchPayloadError(f"{describe_url(url)}: HTTP 304 but nothing is cached")
-        if reply.status != 304 and validate is not None:
-            try:
-                validate(body)
-            except ValueError as exc:
-                raise FetchPayloadError(f"{describe_url(url)}: {exc}") from exc
-    except FetchError as exc:
-        log.warning("%s", exc)
-        retry_after = exc.retry_after if isinstance(exc, FetchHTTPError) else None
-        with db.session() as s:
-            row = s.get(HttpCache, url)
-            if row is not None:
-                row.retry_after = retry_after
-        return Document(url, old_body, "cache", fetched_at, now, error=exc)
-    changed = reply.status != 304 and body != old_body
-    with db.session() as s:
-        row = s.get(HttpCache, url) or HttpCache(url=url, attempted_at=now)
-        s.add(row)
-        row.body = body
-        row.fetched_at = now
-        row.retry_after = None
-        if reply.status != 304:
-            row.etag = reply.headers.get("ETag")
-            row.last_modified = reply.headers.get("Last-Modified")
-    log.debug("%s: %s", describe_url(url), "changed" if changed else "unchanged")
-    return Document(url, body, "live", now, now, changed=changed)

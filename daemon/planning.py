@@ -167,3 +167,16 @@ def _iter_after(
         if next_r not in exdates:
             yield next_r
         next_r = next(pending_rdates, None)
+
+
+def rings(
+    schedule: Schedule, alarm: timedelta, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """(instant the reminder rings, instant the event starts) for every ring in [start, end):
+    an alarm rings ``alarm`` before each occurrence (zero: at the start)."""
+    return [(at - alarm, at) for at in occurrences(schedule, start + alarm, end + alarm)]
+
+
+def alarm_of(alarm_s: int | None) -> timedelta:
+    """An event's ``alarm_s`` as a timedelta (None: it rings at its start)."""
+    return timedelta(seconds=alarm_s or 0)

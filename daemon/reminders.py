@@ -11,12 +11,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from daemon import nag as nagging
 from daemon.app import App
 from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
 from daemon.generation.base import Request
 from daemon.outputs import base as outputs
-from daemon.planning import Recurrence, next_occurrence, zone
+from daemon.planning import Recurrence, alarm_of, next_occurrence, zone
+from daemon.priority import LABELS as PRIORITY_LABELS
+from daemon.priority import parse_priority
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 from daemon.timeparse import format_duration, parse_duration, parse_rule, parse_when
@@ -49,15 +52,35 @@ def check_lead(text: str) -> int:
     return int(lead.total_seconds())
 
 
+def check_nag(text: str) -> int:
+    """``5m`` → 300 seconds between repeats; ``none`` (or ``off``, ``0``) → 0, no nagging."""
+    if text.strip().lower() in ("none", "off", "no", "0"):
+        return 0
+    every = parse_duration(text)
+    if not timedelta(seconds=1) <= every <= timedelta(days=1):
+        raise InputError(f"nag interval {text!r} must be between 1s and 1d (or 'none')")
+    return int(every.total_seconds())
+
+
+def check_nag_max(count: int) -> int:
+    if not 1 <= count <= 100:
+        raise InputError(f"--nag-max {count}: must be between 1 and 100")
+    return count
+
+
 def seed_for(event_id: int | None, instant: datetime) -> int:
     """A stable seed per occurrence, so its text can be reproduced."""
     return zlib.crc32(f"{event_id}:{instant.astimezone(timezone.utc).isoformat()}".encode())
 
 
 def add(app: App, task: str, when: str, every: str | None = None, lead: str | None = None,
-        tz: str | None = None, output: list[str] | None = None) -> Event:
+        tz: str | None = None, output: list[str] | None = None, nag: str | None = None,
+        nag_max: int | None = None, priority: str | None = None) -> Event:
     """Create a reminder; a one-off must lie in the future."""
     fields = _fields(app, task=task, when=when, every=every, lead=lead, tz=tz, output=output)
+    fields["nag_s"] = check_nag(nag) if nag is not None else None
+    fields["nag_max"] = check_nag_max(nag_max) if nag_max is not None else None
+    fields["priority"] = parse_priority(priority) if priority is not None else None
     schedule = Recurrence(fields["dtstart"], fields["tz"], fields["rrule"])
     first = next_occurrence(schedule, app.clock.now() - timedelta(seconds=1))
     if first is None:
@@ -68,7 +91,8 @@ def add(app: App, task: str, when: str, every: str | None = None, lead: str | No
 
 def edit(app: App, event_id: int, task: str | None = None, when: str | None = None,
          every: str | None = None, lead: str | None = None, tz: str | None = None,
-         output: list[str] | None = None) -> Event:
+         output: list[str] | None = None, nag: str | None = None, nag_max: int | None = None,
+         priority: str | None = None) -> Event:
     """Change some fields of a reminder; ``every="none"`` makes it a one-off."""
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
@@ -88,9 +112,17 @@ def edit(app: App, event_id: int, task: str | None = None, when: str | None = No
         if output is not None:
             outputs.check_names(output, InputError)
             changes["outputs"] = list(output) or None
+        if nag is not None:
+            changes["nag_s"] = check_nag(nag)
+        if nag_max is not None:
+            changes["nag_max"] = check_nag_max(nag_max)
+        if priority is not None:
+            changes["priority"] = parse_priority(priority)
         if not changes:
-            raise InputError(
-                "nothing to change (give --text, --at, --every, --lead, --tz or --output)")
+            raise InputError("nothing to change (give --text, --at, --every, --lead, --tz, "
+                             "--output, --nag, --nag-max or --priority)")
+        if changes.get("nag_s") == 0:
+            nagging.stop_event(s, event.id)
         return repo.update_event(s, event, **changes)
 
 
@@ -113,7 +145,8 @@ def upcoming(app: App) -> list[dict[str, Any]]:
 
 
 def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
-    """One reminder with its next ``count`` occurrences and its recent history."""
+    """One reminder with its next ``count`` occurrences and its recent history; with a
+    calendar alarm, ``reminders`` lists when each of those rings (``upcoming`` the starts)."""
     now = app.clock.now()
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
@@ -124,6 +157,8 @@ def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
             nexts.append(at.astimezone(zone(event.tz)).isoformat())
             after = at
         view["upcoming"] = nexts
+        alarm = alarm_of(event.alarm_s)
+        view["reminders"] = [(datetime.fromisoformat(at) - alarm).isoformat() for at in nexts]
         history = repo.event_history(s, event.id, 10)
         view["history"] = [occurrence_view(o, event.tz) for o in history]
         return view
@@ -166,54 +201,63 @@ def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, 
 def _guard_view(app: App, since: datetime) -> dict[str, Any]:
     """The guard decision this preview's generation got; when the model did not run, what the
     guard would decide now."""
-    from daemon.generation import lora
-    from daemon.guards import DecisionLog, Guard, decision_dict
+    from daemon.generation import supervisor
+    from daemon.generation.guards import DecisionLog, Guard, decision_dict
 
     recent = DecisionLog(app.db).recent()
     if recent and datetime.fromisoformat(recent[0]["at"]) >= since.replace(microsecond=0):
         return recent[0]
-    return decision_dict(Guard(app.settings.guards, lora.memory_need_mb(app.settings)).peek())
+    return decision_dict(Guard(app.settings.guards, supervisor.memory_need_mb(app.settings)).peek())
 
 
-def snooze(app: App, occurrence_id: int, delay: timedelta | None = None) -> int:
-    """Repeat a delivered reminder after ``delay``; returns the new occurrence's id."""
+def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"
+           ) -> int:
+    """Remind again after ``delay``; returns the id of the occurrence that will come.
+
+    A nagging reminder keeps nagging: its next repeat moves to ``delay`` from now. Otherwise a
+    new occurrence repeats the reminder's words, and the reminder counts as acknowledged."""
     delay = delay if delay is not None else app.settings.desktop.snooze
     if delay <= timedelta(0):
         raise InputError("snooze duration must be positive")
     with app.db.session() as s:
         original = repo.get_occurrence(s, occurrence_id)
         at = (app.clock.now() + delay).replace(microsecond=0)
+        moved = nagging.postpone(s, original, at, app.settings.daemon)
+        if moved is not None:
+            return moved.id
+        original = nagging.root_of(s, original)
         # The repeat says the same words: it is already prepared with the original's text.
         repeat = Occurrence(event_id=original.event_id, task=original.task, scheduled_at=at,
                             status="prepared" if original.message else "pending",
                             message=original.message, generator=original.generator,
                             context=original.context, prepared_at=app.clock.now(),
-                            snoozed_from=original.id)
+                            snoozed_from=original.id, starts_at=original.starts_at)
         s.add(repeat)
         s.flush()
-        original.acknowledged_at = original.acknowledged_at or app.clock.now()
+        nagging.acknowledge(s, original, by, app.clock.now())
         repo.bump_revision(s)
         return repeat.id
 
 
-def done(app: App, occurrence_id: int) -> None:
-    """Record that the person acknowledged the reminder."""
+def done(app: App, occurrence_id: int, by: str = "cli") -> None:
+    """Record that the person acknowledged the reminder (any repeat of it will do), from
+    ``by``: cli, desktop, web or push; its nagging stops."""
     with app.db.session() as s:
-        occ = repo.get_occurrence(s, occurrence_id)
-        occ.acknowledged_at = app.clock.now()
+        nagging.acknowledge(s, repo.get_occurrence(s, occurrence_id), by, app.clock.now())
 
 
 class AppActions:
-    """The Actions an output's buttons call (desktop: 完成 / 稍后提醒)."""
+    """The Actions an output's buttons call (desktop: 完成 / 稍后提醒), acknowledging as ``by``."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, by: str = "desktop") -> None:
         self.app = app
+        self.by = by
 
     def snooze(self, occurrence_id: int, delay: timedelta | None = None) -> int | None:
-        return snooze(self.app, occurrence_id, delay)
+        return snooze(self.app, occurrence_id, delay, self.by)
 
     def done(self, occurrence_id: int) -> None:
-        done(self.app, occurrence_id)
+        done(self.app, occurrence_id, self.by)
 
 
 # --- views ------------------------------------------------------------------------------------
@@ -229,7 +273,12 @@ def event_view(event: Event, now: datetime) -> dict[str, Any]:
         "rule": event.rrule,
         "exdates": event.exdates,
         "lead": None if event.lead_s is None else format_duration(timedelta(seconds=event.lead_s)),
+        "alarm": None if not event.alarm_s else format_duration(timedelta(seconds=event.alarm_s)),
         "outputs": event.outputs,
+        "nag": None if event.nag_s is None else (
+            format_duration(timedelta(seconds=event.nag_s)) if event.nag_s else "none"),
+        "nag_max": event.nag_max,
+        "priority": PRIORITY_LABELS[event.priority] if event.priority else None,
         "paused": event.paused,
         "source": event.source,
         "next": nxt.astimezone(tz).isoformat() if nxt else None,
@@ -247,6 +296,7 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
         "event_id": o.event_id,
         "task": o.task,
         "scheduled_at": iso(o.scheduled_at),
+        "starts_at": iso(o.starts_at),
         "status": o.status,
         "delivered_at": iso(o.delivered_at),
         "message": o.message,
@@ -254,7 +304,10 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
         "results": o.results,
         "error": o.error,
         "snoozed_from": o.snoozed_from,
+        "repeat": o.repeat,
+        "repeat_of": o.repeat_of,
         "acknowledged_at": iso(o.acknowledged_at),
+        "acknowledged_by": o.acknowledged_by,
     }
 
 

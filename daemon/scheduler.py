@@ -24,33 +24,41 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.app import App
 from daemon.delivery import Courier, Slot
-from daemon.planning import occurrences
+from daemon.errors import StoreError
+from daemon.planning import alarm_of, rings
 from daemon.store import repo
 
 log = logging.getLogger("daemon.scheduler")
 
+RETRY_MAX_S = 30
 
-def plan(app: App, now: datetime) -> list[Slot]:
-    """Every undelivered slot in [now − grace, now + horizon): recurrences of active events
-    plus open rows (snoozed repeats), sorted by time. Slots just past stay in the plan so that
-    a deliver job that is a little late on a busy board is not thrown away by a replan."""
+
+def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot]:
+    """Every undelivered slot in [now − grace, now + horizon): the rings of active events (at
+    their start, or their calendar alarm before it) plus open rows (snoozed repeats), sorted
+    by the time they ring. Slots just past stay in the plan so that a deliver job that is a
+    little late on a busy board is not thrown away by a replan.
+    ``earliest`` moves the start later (while the clock is not trusted: nothing late)."""
     start, end = now - app.settings.daemon.grace, now + app.settings.daemon.horizon
+    if earliest is not None:
+        start = max(start, earliest)
     default_lead = app.settings.daemon.lead
     slots: dict[tuple[int, datetime], Slot] = {}
     with app.db.session() as s:
         events = {e.id: e for e in repo.list_events(s, include_paused=False)}
 
-        def add(event_id: int, at: datetime) -> None:
+        def add(event_id: int, at: datetime, starts_at: datetime | None) -> None:
             lead_s = events[event_id].lead_s
             lead = timedelta(seconds=lead_s) if lead_s is not None else default_lead
-            slots.setdefault((event_id, at), Slot(event_id, at, at - lead))
+            slots.setdefault((event_id, at), Slot(event_id, at, at - lead, starts_at))
 
         for event in events.values():
-            for at in occurrences(event, max(start, event.updated_at), end):
-                add(event.id, at)
+            for at, starts_at in rings(event, alarm_of(event.alarm_s),
+                                       max(start, event.updated_at), end):
+                add(event.id, at, starts_at)
         for occ in repo.open_occurrences(s, end):
             if occ.event_id in events and occ.status != "delivering" and occ.scheduled_at >= start:
-                add(occ.event_id, occ.scheduled_at)
+                add(occ.event_id, occ.scheduled_at, occ.starts_at)
         for key, occ in repo.find_occurrences(s, list(events), start, end).items():
             if occ.status not in repo.OPEN_STATUSES:
                 slots.pop(key, None)
@@ -76,6 +84,7 @@ class Planner:
                           "max_instances": 1},
         )
         self.slots: dict[str, Slot] = {}
+        self.hold_before: datetime | None = None  # set while the clock is not trusted
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -92,7 +101,8 @@ class Planner:
     def replan(self) -> int:
         """Make the jobs match the plan from the table; returns the number of slots."""
         now = self.app.clock.now()
-        desired = {slot.key: slot for slot in plan(self.app, now)}
+        earliest = max(now, self.hold_before) if self.hold_before is not None else None
+        desired = {slot.key: slot for slot in plan(self.app, now, earliest)}
         with self._lock:
             for key in set(self.slots) - set(desired):
                 for job_id in (f"prepare:{key}", f"deliver:{key}"):
@@ -120,7 +130,7 @@ class Planner:
             return sorted((s for s in self.slots.values() if s.at >= now),
                           key=lambda s: s.at)[:count]
 
-    def _prepare(self, slot: Slot) -> None:
+    def _prepare(self, slot: Slot, attempt: int = 0) -> None:
         """Prepare this slot and every other one whose prepare time falls in the batch window."""
         now = self.app.clock.now()
         window = now + self.app.settings.model.batch_window
@@ -130,14 +140,34 @@ class Planner:
         batch.sort(key=lambda s: s.at)
         try:
             self.courier.prepare(batch)
+        except StoreError as exc:  # the disk refused: try again in seconds, not at the replan
+            self.app.db.note_write_failure(exc)
+            self._retry("prepare", self._prepare, slot, attempt)
         except Exception:  # delivery will write the template text itself
             log.exception("preparing %d reminder(s) failed", len(batch))
 
-    def _deliver(self, slot: Slot) -> None:
+    def _deliver(self, slot: Slot, attempt: int = 0) -> None:
         try:
             self.courier.deliver(slot)
+        except StoreError as exc:
+            self.app.db.note_write_failure(exc)
+            self._retry("deliver", self._deliver, slot, attempt)
         except Exception:
             log.exception("delivering %s failed; the catch-up will retry", slot.key)
+
+    def _retry(self, kind: str, func: Callable[[Slot, int], None], slot: Slot,
+               attempt: int) -> None:
+        """Run ``func`` for ``slot`` again after 1, 2, 4 … 30 s, while that still makes sense:
+        a prepare until the reminder's time, a delivery within the grace window (after it
+        the catch-up records the slot as missed)."""
+        at = self.app.clock.now() + timedelta(seconds=min(2 ** attempt, RETRY_MAX_S))
+        if at >= slot.at + (self.app.settings.daemon.grace if kind == "deliver" else timedelta(0)):
+            return
+        log.debug("%s %s: retrying at %s", kind, slot.key, at)
+        self.scheduler.add_job(func, "date", run_date=at, args=[slot, attempt + 1],
+                               id=f"{kind}:{slot.key}", replace_existing=True,
+                               executor="prepare" if kind == "prepare" else "default",
+                               misfire_grace_time=None)
 
     def shutdown(self) -> None:
         """Stop taking new jobs and wait for running ones (an in-flight delivery finishes)."""

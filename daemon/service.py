@@ -5,6 +5,14 @@ the database changed (the CLI bumps it on every change), pings the systemd watch
 the scheduler's own heartbeat job keeps ticking, and handles SIGHUP (reload) and SIGTERM/SIGINT
 (finish in-flight deliveries, then exit 0).
 
+The clock: on a board without an RTC the daemon first waits for the clock to be synchronised
+(``[daemon] wait_for_time_sync``, at most ``time_sync_max_wait``). Until then it delivers on
+time what falls after its last heartbeat, but delivers nothing late and records nothing as
+missed: the catch-up after downtime waits for a clock it can trust. A step of the wall clock
+(seen against the monotonic clock) re-plans at once; after a forward step the jumped span goes
+through the catch-up (late within the grace window, else missed), after a backward step the
+periodic jobs are rescheduled from the new now and delivered rows stay delivered.
+
 The watchdog proves real liveness: the heartbeat job must run in the scheduler's executor
 *and* write its row to the database. If the scheduler stalls, or the database stays locked
 (hold ``BEGIN EXCLUSIVE`` on it to see this), the ticks stop, the pings stop, and systemd
@@ -20,22 +28,25 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from types import FrameType
+from typing import Any
 
 from daemon import __version__
 from daemon.app import App
 from daemon.calendars import sync_due
 from daemon.config import Settings, load_settings
 from daemon.delivery import Courier, lookback_start
-from daemon.errors import ChimeError
+from daemon.errors import ChimeError, StoreError, StoreWriteError
 from daemon.notify import Notifier
 from daemon.reminders import AppActions
 from daemon.scheduler import Planner
 from daemon.store import repo
+from daemon.timesync import JumpDetector, TimeSync, should_wait
 
 log = logging.getLogger("daemon.service")
 
 SETTLE = timedelta(seconds=30)  # a deliver job this late is the catch-up's to handle
 REPLAN_EVERY = 60.0  # seconds: the horizon moves forward at least this often
+ROW_EVERY = timedelta(minutes=5)  # the heartbeat row is rewritten at least this often
 
 
 class Service:
@@ -48,23 +59,41 @@ class Service:
         self.stop = threading.Event()
         self.reload = threading.Event()
         self.last_tick = time.monotonic()
+        self.row: dict[str, Any] = {}
+        self.row_written = 0.0
+        self.beat = settings.daemon.heartbeat
+        self.timesync = TimeSync(False, timedelta(0))
         self.courier = Courier(self.app, AppActions(self.app))
         self.planner = Planner(self.app, self.courier)
 
     # --- jobs that run inside the scheduler ------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Proves the scheduler runs jobs: writes the heartbeat row, then ticks."""
+        """Proves the scheduler runs jobs and the database takes its write lock, then ticks.
+
+        The heartbeat row is written only when its content changes or every ``ROW_EVERY``:
+        an SD card should not take a write every few seconds. Deliveries kept in memory while
+        the disk refused writes are recorded here, within seconds of it taking them again."""
+        self.courier.record_kept()
+        self.app.db.check_write_lock()  # a locked database stops the ticks (and the pings)
         upcoming = self.planner.upcoming(3)
         info = {
             "pid": os.getpid(),
             "version": __version__,
-            "at": self.app.clock.now().isoformat(),
             "started": self.started.isoformat(),
+            "clock": self.timesync.state,
+            "every": int(ROW_EVERY.total_seconds()),
             "next": [{"event_id": s.event_id, "at": s.at.isoformat()} for s in upcoming],
         }
-        with self.app.db.session() as s:
-            repo.write_heartbeat(s, info)
+        due = time.monotonic() - self.row_written >= ROW_EVERY.total_seconds()
+        if info != self.row or due:
+            try:
+                with self.app.db.session() as s:
+                    repo.write_heartbeat(s, {**info, "at": self.app.clock.now().isoformat()})
+                self.row, self.row_written = info, time.monotonic()
+                self.app.db.note_write_ok()
+            except StoreWriteError as exc:  # a full or failing disk: a restart would not help
+                self.app.db.note_write_failure(exc)
         self.last_tick = time.monotonic()
         if upcoming:
             self.notifier.status(f"next reminder at {upcoming[0].at.astimezone().isoformat()}")
@@ -75,7 +104,12 @@ class Service:
         """Periodic: record what slipped past, refresh the context caches, sync calendars."""
         now = self.app.clock.now()
         grace = self.app.settings.daemon.grace
-        self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE, startup=False)
+        if self.timesync.trusted:
+            try:
+                self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE,
+                                      startup=False)
+            except StoreError as exc:  # logged once per episode; tried again next minute
+                self.app.db.note_write_failure(exc)
         try:
             self.app.context_source.refresh(now)
         except Exception:  # never let a cache refresh stop the maintenance job
@@ -91,47 +125,116 @@ class Service:
         self.started = self.app.clock.now()
         self._signals()
         db = self.app.db  # opens and migrates: fails early with a clear message
+        db.read_only_check()
         log.info("chime %s starting; database %s", __version__, db.path)
         with db.session() as s:
             heartbeat = repo.read_heartbeat(s)
             revision = repo.revision(s)
+        daemon = self.app.settings.daemon
+        self.timesync = TimeSync(should_wait(daemon.wait_for_time_sync), daemon.time_sync_max_wait,
+                                 daemon.time_sync_flag)
         now = self.app.clock.now()
-        counts = self.courier.catch_up(
-            lookback_start(now, heartbeat, self.app.settings.daemon.grace), now, startup=True)
+        self.lookback = lookback_start(now, heartbeat, daemon.grace)
+        counts = {"late": 0, "missed": 0}
+        retry_catch_up = False
+        if self.timesync.trusted:
+            try:
+                counts = self.courier.catch_up(self.lookback, now, startup=True)
+            except StoreError as exc:  # a failing disk: again in the scheduler, in a moment
+                db.note_write_failure(exc)
+                retry_catch_up = True
+        else:
+            last = datetime.fromisoformat(heartbeat["at"]) if heartbeat else now
+            self.planner.hold_before = max(last, now)
+            log.warning("waiting for the system clock to be synchronised (at most %s): until "
+                        "then nothing is delivered late or recorded as missed",
+                        daemon.time_sync_max_wait)
         self.planner.start()
         self.planner.replan()
-        beat = self.app.settings.daemon.heartbeat
+        if retry_catch_up:
+            self._catch_up(self.lookback, now)
+        self.beat = daemon.heartbeat
         if self.notifier.watchdog_interval:
-            beat = min(beat, timedelta(seconds=self.notifier.watchdog_interval))
-        self.planner.every(beat, self.heartbeat, "heartbeat", executor="heartbeat")
-        self.planner.every(timedelta(minutes=1), self.maintenance, "maintenance")
+            self.beat = min(self.beat, timedelta(seconds=self.notifier.watchdog_interval))
+        self._periodic()
         self.notifier.ready()
         log.info("ready: %d slot(s) planned; after downtime %d late, %d missed",
                  len(self.planner.slots), counts["late"], counts["missed"])
-        poll = self.app.settings.daemon.poll.total_seconds()
+        poll = daemon.poll.total_seconds()
         planned = time.monotonic()
+        jumps = JumpDetector(self.app.clock)
         while not self.stop.wait(poll):
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload()
             try:
+                force = self._clock_changed(jumps)
                 with self.app.db.session() as s:
                     current = repo.revision(s)
-                if current != revision or time.monotonic() - planned >= REPLAN_EVERY:
+                if force or current != revision or time.monotonic() - planned >= REPLAN_EVERY:
                     if current != revision:
                         log.info("schedule changed; re-planning")
                     revision, planned = current, time.monotonic()
                     self.planner.replan()
             except ChimeError as exc:
                 log.error("%s", exc)
-            if time.monotonic() - self.last_tick < 3 * beat.total_seconds():
+            if time.monotonic() - self.last_tick < 3 * self.beat.total_seconds():
                 self.notifier.watchdog()
         log.info("stopping: finishing in-flight deliveries")
         self.notifier.stopping()
         self.planner.shutdown()
+        self._record_before_exit()
         self.courier.close()
         self.app.generator.close()  # a warm model worker exits now, not after keep_warm
         return 0
+
+    def _record_before_exit(self) -> None:
+        """Give deliveries kept in memory a last few chances to be recorded."""
+        for delay in (0.5, 1.0, 2.0):
+            if not self.courier.record_kept():
+                return
+            time.sleep(delay)
+        log.error("%d delivery(ies) could not be recorded (the database refuses writes); "
+                  "a restart may send them again", self.courier.record_kept())
+
+    def _periodic(self) -> None:
+        """(Re)start the heartbeat and maintenance jobs, first run now."""
+        self.planner.every(self.beat, self.heartbeat, "heartbeat", executor="heartbeat")
+        self.planner.every(timedelta(minutes=1), self.maintenance, "maintenance")
+
+    def _clock_changed(self, jumps: JumpDetector) -> bool:
+        """Handle a step of the wall clock and the clock becoming trusted; True to re-plan."""
+        jumped = jumps.check()
+        now = self.app.clock.now()
+        if jumped:
+            before, step = jumped
+            log.warning("the system clock stepped %s by %s; re-planning",
+                        "forward" if step > timedelta(0) else "backward",
+                        timedelta(seconds=round(abs(step).total_seconds())))
+            self.row = {}  # the heartbeat row is rewritten on the new clock
+            try:
+                self.planner.replan()
+            finally:
+                if step < timedelta(0):
+                    self._periodic()  # interval jobs would otherwise wait out the step
+            if step > timedelta(0) and self.timesync.trusted:
+                self._catch_up(before - SETTLE, now)
+        if self.timesync.check():
+            self.planner.hold_before = None
+            self._catch_up(self.lookback, now)
+            return True
+        return False
+
+    def _catch_up(self, since: datetime, until: datetime) -> None:
+        """Run the catch-up for [since, until) now, in the maintenance executor."""
+        self.planner.scheduler.add_job(self._run_catch_up, args=[since, until],
+                                       executor="maintenance", misfire_grace_time=None)
+
+    def _run_catch_up(self, since: datetime, until: datetime) -> None:
+        try:
+            self.courier.catch_up(since, until, startup=True)
+        except StoreError as exc:  # slots within the grace window stay for the next minute
+            self.app.db.note_write_failure(exc)
 
     def _reload(self) -> None:
         self.notifier.reloading()
@@ -165,12 +268,14 @@ class Service:
 
 
 def alive(heartbeat: dict | None, interval: timedelta, now: datetime | None = None) -> bool:  # type: ignore[type-arg]
-    """Is the daemon that wrote this heartbeat still running?"""
+    """Is the daemon that wrote this heartbeat still running? It rewrites the row every
+    ``every`` seconds (recorded in it) or, for an older daemon, every ``interval``."""
     if not heartbeat:
         return False
     now = now or datetime.now(timezone.utc)
     age = now - datetime.fromisoformat(heartbeat["at"])
-    if age > 3 * interval + timedelta(seconds=5):
+    every = timedelta(seconds=heartbeat["every"]) if "every" in heartbeat else 3 * interval
+    if age > every + interval + timedelta(seconds=5):
         return False
     try:
         os.kill(int(heartbeat["pid"]), 0)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from daemon.app import App
 from daemon.clock import FixedClock
 from daemon.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from daemon.generation.files import ModelFiles
+    from tests.tinymodel import TinyModel
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +26,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     monkeypatch.setenv("CHIME_TIMEZONE", "Asia/Shanghai")
+    # This machine has no RTC and no NTP client: tests that wait for time sync ask for it.
+    monkeypatch.setenv("CHIME_WAIT_FOR_TIME_SYNC", "0")
     for var in ("CHIME_DB", "CHIME_CONFIG", "STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC",
                 "WATCHDOG_PID"):
         monkeypatch.delenv(var, raising=False)
@@ -55,6 +62,31 @@ def fixed_app(settings: Settings) -> Iterator[App]:
     yield application
     if "db" in application.__dict__:
         application.db.close()
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyModel]:
+    """The tiny BLOOM + LoRA in hub layout (trained once per session, a few seconds)."""
+    from tests.tinymodel import build_tiny
+
+    root = tmp_path_factory.mktemp("tinymodel")
+    with pytest.MonkeyPatch.context() as mp:  # no library cache may touch the real home
+        mp.setenv("HF_HOME", str(root / "hf-home"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield build_tiny(root / "model")
+
+
+@pytest.fixture(scope="session")
+def installed(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
+    """A models dir with base + adapter pulled (the pickle converted) and a merged int8 build."""
+    from daemon.generation import model
+    from daemon.generation.files import ModelFiles, pull
+
+    files = ModelFiles(tmp_path_factory.mktemp("models"))
+    pull(str(tiny.base), "base", files)
+    pull(str(tiny.adapter_bin), "adapter", files)
+    model.build(files, merge=True)
+    return files
 
 
 # Property tests explore the same examples on every run: CI must never be flaky.

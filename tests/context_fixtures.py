@@ -61,3 +61,28 @@ def refused_url(path: str = "/v1/forecast") -> str:
 def hits(server: Any, path: str) -> int:
     """How many requests for ``path`` the pytest-httpserver saw in this test."""
     return sum(1 for req, _ in server.log if req.path == path)
+
+
+# A holiday feed (2027 spring festival + its makeup day, and a company day in 2026).
+FEED = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//test//holiday feed//ZH
+BEGIN:VEVENT
+UID:2027-spring@test
+DTSTART;VALUE=DATE:20270206
+DTEND;VALUE=DATE:20270214
+SUMMARY:春节 假期
+END:VEVENT
+BEGIN:VEVENT
+UID:2027-spring-work@test
+DTSTART;VALUE=DATE:20270220
+DTEND;VALUE=DATE:20270221
+SUMMARY:春节 补班
+END:VEVENT
+BEGIN:VEVENT
+UID:2026-company@test
+DTSTART;VALUE=DATE:20261202
+SUMMARY:公司年会
+END:VEVENT
+END:VCALENDAR
+"""

@@ -1,39 +1,13 @@
-"""Session fixtures for the generation tests: the tiny model, pulled and built once."""
+"""Helpers for the generation tests (the session fixtures `tiny`, `installed` are in conftest)."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from daemon.config import Settings
-from daemon.generation.files import ModelFiles, pull
-from tests.tinymodel import TinyModel, build_tiny
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyModel]:
-    """The tiny BLOOM + LoRA in hub layout (trained once per session, a few seconds)."""
-    root = tmp_path_factory.mktemp("tinymodel")
-    with pytest.MonkeyPatch.context() as mp:  # no library cache may touch the real home
-        mp.setenv("HF_HOME", str(root / "hf-home"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        yield build_tiny(root / "model")
-
-
-@pytest.fixture(scope="session")
-def installed(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
-    """A models dir with base + adapter pulled (the pickle converted) and a merged int8 build."""
-    from daemon.generation import model
-
-    files = ModelFiles(tmp_path_factory.mktemp("models"))
-    pull(str(tiny.base), "base", files)
-    pull(str(tiny.adapter_bin), "adapter", files)
-    model.build(files, merge=True)
-    return files
+from daemon.generation.files import ModelFiles
 
 
 def copy_models(files: ModelFiles, dest: Path) -> ModelFiles:

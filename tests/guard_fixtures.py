@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from daemon.guards import Readings
+from daemon.generation.guards import Readings
 
 NANO_ZONES = [  # a Jetson Nano's zones: (type, °C, [(trip type, °C), …])
     ("AO-therm", 38.5, [("critical", 105.0)]),

@@ -54,18 +54,18 @@ def test_google_export_becomes_events(cal_app: App) -> None:
     # two EXDATEs, the moved instance and the cancelled one
     assert standup.exdates == ["2026-12-02T09:30:00", "2026-12-04T09:30:00",
                                "2026-12-25T09:30:00", "2027-01-01T09:30:00"]
-    assert standup.lead_s == 15 * 60 and standup.source == "ics"
+    assert standup.alarm_s == 15 * 60 and standup.source == "ics"
     moved = got[f"{STANDUP}#2026-12-02T01:30:00Z"]
-    assert (moved.task, moved.dtstart, moved.rrule, moved.lead_s) == (
+    assert (moved.task, moved.dtstart, moved.rrule, moved.alarm_s) == (
         "站会（改到十点半）", "2026-12-02T10:30:00", None, 600)
     utc = got["0a1b2c3d4e5f6g7h8i9j@google.com"]
-    assert (utc.tz, utc.dtstart, utc.lead_s) == ("UTC", "2026-12-03T06:00:00", 1800)
+    assert (utc.tz, utc.dtstart, utc.alarm_s) == ("UTC", "2026-12-03T06:00:00", 1800)
     birthday = got["5m6n7b8v9c0x1z2a3s4d@google.com"]  # all-day: 08:00 in the configured zone
     assert (birthday.tz, birthday.dtstart, birthday.rrule) == ("Asia/Shanghai",
                                                                "2026-12-24T08:00:00", "FREQ=YEARLY")
     berlin = got["9p8o7i6u5y4t3r2e1w0q@google.com"]  # UNTIL (UTC) → Berlin wall time (CEST)
     assert berlin.rrule == "FREQ=WEEKLY;UNTIL=20270330T175959;BYDAY=TU;WKST=MO"
-    assert berlin.lead_s is None
+    assert berlin.alarm_s is None
     assert "2x3c4v5b6n7m8q9w0e1r@google.com" not in got  # STATUS:CANCELLED master
     assert "7h6g5f4d3s2a1q0w9e8r@google.com" not in got  # in 2025: nothing left to remind
     week = sorted((at, task) for task, at in planned(cal_app, NOW, NOW + timedelta(days=7)))
@@ -100,7 +100,7 @@ def test_edited_file_updates_in_place_and_keeps_delivered(cal_app: App) -> None:
     outcome = import_text(cal_app, edited)
     assert (outcome.added, outcome.updated, outcome.removed) == (0, 1, 0)
     after = events_by_uid(cal_app)[STANDUP]
-    assert after.id == standup.id and after.task == "每日站会" and after.lead_s == 1200
+    assert after.id == standup.id and after.task == "每日站会" and after.alarm_s == 1200
     assert revision(cal_app) > rev
     with cal_app.db.session() as s:
         rows = list(s.scalars(select(Occurrence).where(Occurrence.event_id == standup.id)))
@@ -133,7 +133,7 @@ def test_outlook_windows_and_custom_zones(cal_app: App) -> None:
     assert by_task["Weekly sync with Berlin (moved)"].dtstart == "2027-01-04T14:00:00"
     assert by_task["年终总结"].tz == "Asia/Shanghai"  # China Standard Time
     # "(UTC+01:00) Amsterdam, Berlin, …": a custom VTIMEZONE matched to a zone it names
-    assert by_task["Dentist"].tz == "Europe/Amsterdam" and by_task["Dentist"].lead_s == 3600
+    assert by_task["Dentist"].tz == "Europe/Amsterdam" and by_task["Dentist"].alarm_s == 3600
     # "Customized Time Zone" at +08:00 all year: the configured zone has the same offsets
     assert by_task["交房租"].tz == "Asia/Shanghai"
     # all-day, both ways Outlook writes it (VALUE=DATE, and midnight + X-MICROSOFT-CDO-ALLDAYEVENT)
@@ -146,10 +146,10 @@ def test_apple_floating_alarms_and_todos(cal_app: App) -> None:
     assert outcome.added == 6 and outcome.skipped == []
     by_task = {e.task: e for e in events_by_uid(cal_app).values()}
     dinner = by_task["Dinner with Sam"]  # floating: the calendar's X-WR-TIMEZONE
-    assert (dinner.tz, dinner.dtstart, dinner.lead_s) == ("America/New_York",
+    assert (dinner.tz, dinner.dtstart, dinner.alarm_s) == ("America/New_York",
                                                           "2026-12-05T18:30:00", None)  # ACTION:NONE
-    assert by_task["Call grandma"].lead_s == 1800
-    assert by_task["Pay rent"].lead_s == 1800  # a VTODO's DUE, absolute TRIGGER 30 min before
+    assert by_task["Call grandma"].alarm_s == 1800
+    assert by_task["Pay rent"].alarm_s == 1800  # a VTODO's DUE, absolute TRIGGER 30 min before
     assert "Buy stamps" not in by_task and "Someday: learn the guitar" not in by_task
     market = by_task["Farmers market"]  # UNTIL as a DATE includes that day
     assert market.rrule == "FREQ=WEEKLY;UNTIL=20270131T235959"

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import icalendar
 import pytest
+import vobject
 from click.testing import CliRunner, Result
 from pytest_httpserver import HTTPServer
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from daemon.app import App
 from daemon.calendars import export, export_calendar, import_file, import_text
 from daemon.cli import main
+from daemon.planning import alarm_of, occurrences
 from daemon.reminders import add as add_reminder
 from daemon.store import repo
 from daemon.store.models import Event
@@ -31,7 +33,7 @@ from tests.calendar_fixtures import (
     revision,
 )
 
-FIELDS = ("task", "dtstart", "tz", "rrule", "rdates", "exdates", "lead_s")
+FIELDS = ("task", "dtstart", "tz", "rrule", "rdates", "exdates", "alarm_s", "duration_s")
 YEAR = (NOW, NOW + timedelta(days=366))
 
 
@@ -84,17 +86,65 @@ def test_reimporting_the_export_matches_instead_of_duplicating(cal_app: App,
     assert dump(tmp_path / "chime.db") == before and revision(cal_app) == rev
 
 
-def test_export_is_plain_icalendar(cal_app: App) -> None:
+def test_export_is_valid_icalendar(cal_app: App) -> None:
     own_events(cal_app)
     text, _ = export(cal_app, "-")
-    cal = icalendar.Calendar.from_ical(text)
-    assert cal.walk("VTIMEZONE") == []  # IANA TZIDs only
     assert "DTSTART;TZID=Europe/Berlin:20261130T093000" in text
     assert "RRULE:FREQ=DAILY;UNTIL=20270115T130000Z" in text  # UNTIL in UTC (RFC 5545)
     assert "EXDATE;TZID=Europe/Berlin:20261225T093000,20270101T093000" in text
-    assert "DTSTART:20261205T233000Z" in text and "TRIGGER:-PT10M" in text
+    assert "DTSTART:20261205T233000Z" in text
     # another implementation reads the same instants from the file
     assert independent(text, *YEAR) == planned(cal_app, *YEAR)
+
+
+def test_every_tzid_has_its_vtimezone_every_event_a_duration_and_an_alarm(
+        cal_app: App) -> None:
+    own_events(cal_app)
+    import_file(cal_app, corpus("google_work.ics"))
+    cal = icalendar.Calendar.from_ical(export(cal_app, "-", include_all=True)[0])
+    tzids = {str(prop.params["TZID"]) for event in cal.walk("VEVENT")
+             for name in ("DTSTART", "RDATE", "EXDATE")
+             for prop in (event.get(name) if isinstance(event.get(name), list)
+                          else [event.get(name)]) if prop is not None and "TZID" in prop.params}
+    assert tzids == {"Asia/Shanghai", "Europe/Berlin"}
+    assert {str(tz["TZID"]) for tz in cal.walk("VTIMEZONE")} == tzids  # one each (RFC 5545)
+    for event in cal.walk("VEVENT"):
+        assert event.get("DURATION") is not None and event.get("DTEND") is None
+        assert [a["ACTION"] for a in event.walk("VALARM")] == ["DISPLAY"]
+
+
+def vobject_rings(text: str, start: datetime, end: datetime) -> set[tuple[str, datetime, datetime]]:
+    """(task, start, instant the alarm rings) by vobject: a second, independent parser and
+    recurrence engine, which reads each TZID's offsets from the file's own VTIMEZONE."""
+    found = set()
+    for vevent in vobject.readOne(text).vevent_list:
+        trigger = vevent.valarm.trigger.value
+        rules = vevent.getrruleset(addRDate=True)
+        starts = ([vevent.dtstart.value] if rules is None else
+                  rules.between(start - timedelta(days=1), end + timedelta(days=1), inc=True))
+        for at in starts:
+            assert type(at.tzinfo).__name__ in ("_tzicalvtz", "tzutc")  # from the VTIMEZONE
+            if start <= at < end:
+                found.add((vevent.summary.value, at.astimezone(timezone.utc),
+                           (at + trigger).astimezone(timezone.utc)))
+    return found
+
+
+def chime_rings(app: App, start: datetime, end: datetime) -> set[tuple[str, datetime, datetime]]:
+    with app.db.session() as s:
+        events = list(s.scalars(select(Event)))
+    return {(e.task, at.astimezone(timezone.utc), at - alarm_of(e.alarm_s))
+            for e in events for at in occurrences(e, start, end)}
+
+
+def test_another_program_reads_the_same_starts_and_alarms(cal_app: App) -> None:
+    own_events(cal_app)
+    import_file(cal_app, corpus("google_work.ics"))
+    text, _ = export(cal_app, "-", include_all=True)
+    expected = chime_rings(cal_app, *YEAR)
+    assert vobject_rings(text, *YEAR) == expected
+    review = [r for r in expected if r[0] == "提交周报"]
+    assert review and all(at - ring == timedelta(minutes=30) for _, at, ring in review)
 
 
 def test_all_includes_imported_events(cal_app: App, tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def test_alarms() -> None:
     def lead(alarm: str, action: str = "DISPLAY") -> int | None:
         event = ("UID:a\nSUMMARY:x\nDTSTART:20261215T090000Z\nDTEND:20261215T100000Z\n"
                  f"BEGIN:VALARM\nACTION:{action}\n{alarm}\nEND:VALARM")
-        return only(parse(cal(event))).lead_s
+        return only(parse(cal(event))).alarm_s
 
     assert lead("TRIGGER:-PT15M") == 900
     assert lead("TRIGGER;RELATED=END:-PT90M") == 1800  # 90 min before the end, 1 h long
@@ -109,7 +109,7 @@ def test_alarms() -> None:
     assert lead("TRIGGER:-P10D") == 7 * 86400  # capped like --lead
     assert lead("TRIGGER;VALUE=DATE-TIME:20261215T084500Z") == 900
     assert lead("TRIGGER:-PT5M", action="NONE") is None  # Apple's "no alert"
-    assert only(parse(cal("UID:a\nSUMMARY:x\nDTSTART:20261215T090000Z"))).lead_s is None
+    assert only(parse(cal("UID:a\nSUMMARY:x\nDTSTART:20261215T090000Z"))).alarm_s is None
 
 
 def test_floating_time_without_calendar_zone_uses_the_configured_one() -> None:
@@ -192,3 +192,13 @@ def test_now_matters_only_for_what_is_past() -> None:
     text = cal("UID:1\nSUMMARY:a\nDTSTART:20261210T020000Z")
     later = Options("Asia/Shanghai", time(8), datetime(2026, 12, 11, tzinfo=timezone.utc))
     assert parse(text, later).past == 1 and parse(text).past == 0
+
+
+def test_exchange_spaces_in_byday_are_read() -> None:
+    item = only(parse(cal(
+        "UID:ex\nSUMMARY:standup\nDTSTART;TZID=China Standard Time:20261130T093000\n"
+        "RRULE:FREQ=WEEKLY;UNTIL=20270601T013000Z;INTERVAL=1;BYDAY=MO, TU, WE, TH, FR;WKST=SU")))
+    assert item.rrule is not None and "BYDAY=MO,TU,WE,TH,FR" in item.rrule
+    firsts = occurrences(Recurrence(item.dtstart, item.tz, item.rrule), NOW,
+                         NOW + timedelta(days=7))
+    assert [t.astimezone(NOW.tzinfo).day for t in firsts] == [30, 1, 2, 3, 4]

@@ -17,7 +17,7 @@ from daemon.app import App
 from daemon.calendars import feeds as sync_module
 from daemon.calendars import subscribe, subscriptions, sync, sync_due, unsubscribe
 from daemon.errors import InputError, NotFoundError, StoreError
-from daemon.http import cached_document
+from daemon.http_cache import cached_document
 from daemon.store import repo
 from daemon.store.models import Event, Meta, Occurrence, Subscription
 from tests.calendar_fixtures import NOW, corpus_text, events_by_uid, make_app, revision

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -23,8 +25,12 @@ def dump(db: Path) -> list[str]:
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path, each lazily registered command loaded (so a bad entry fails here)."""
     found = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, f"chime {' '.join((*prefix, name))} does not load"
         found.append((*prefix, name))
         if isinstance(command, click.Group):
             found += all_commands(command, (*prefix, name))
@@ -38,9 +44,25 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     command: click.Command = main
     for name in path:
         assert isinstance(command, click.Group)
-        command = command.commands[name]
+        command = command.get_command(click.Context(command), name)  # type: ignore[assignment]
     assert command.help, f"chime {' '.join(path)} has no help text"
     assert "Usage:" in result.output
+
+
+HEAVY = ("sqlalchemy", "requests", "daemon.app", "torch")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]], ids=" ".join)
+def test_version_and_help_import_nothing_heavy(args: list[str]) -> None:
+    """Commands load lazily: the front door imports click and the command modules only."""
+    probe = ("import sys, runpy\n"
+             f"sys.argv = ['chime', *{args!r}]\n"
+             "try:\n    runpy.run_module('daemon', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
 
 
 def test_add_list_show_edit_pause_remove(db_path: Path) -> None:

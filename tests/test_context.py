@@ -28,8 +28,7 @@ from daemon.context.source import ContextProvider
 from daemon.context.weather import UNKNOWN_WEATHER
 from daemon.generation.base import Request as GenRequest
 from daemon.generation.template import TemplateGenerator, template_text
-from tests.context_fixtures import FORECAST_START, Sleeps, hits, payload_bytes, refused_url
-from tests.test_days import FEED
+from tests.context_fixtures import FEED, FORECAST_START, Sleeps, hits, payload_bytes, refused_url
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = FORECAST_START + timedelta(hours=26)  # 2026-02-16 10:00 Shanghai

@@ -19,6 +19,7 @@ from daemon.context.days import (
 )
 from daemon.context.periods import parse_span, parse_spans
 from daemon.errors import ConfigError
+from tests.context_fixtures import FEED
 
 # The State Council's 2026 schedule (国办发明电〔2025〕7号), as chinese-calendar 1.11 records it.
 SCHEDULE_2026 = [
@@ -208,30 +209,6 @@ def test_holiday_names_are_cleaned() -> None:
 def test_feed_titles(summary: str, word: str, kind: str) -> None:
     found = feed_day(summary)
     assert found is not None and (found.word, found.kind) == (word, kind)
-
-
-FEED = """BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//test//holiday feed//ZH
-BEGIN:VEVENT
-UID:2027-spring@test
-DTSTART;VALUE=DATE:20270206
-DTEND;VALUE=DATE:20270214
-SUMMARY:春节 假期
-END:VEVENT
-BEGIN:VEVENT
-UID:2027-spring-work@test
-DTSTART;VALUE=DATE:20270220
-DTEND;VALUE=DATE:20270221
-SUMMARY:春节 补班
-END:VEVENT
-BEGIN:VEVENT
-UID:2026-company@test
-DTSTART;VALUE=DATE:20261202
-SUMMARY:公司年会
-END:VEVENT
-END:VCALENDAR
-"""
 
 
 def test_feed_overrides_the_library_and_fills_unknown_years(

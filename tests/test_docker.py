@@ -83,4 +83,4 @@ def test_orin_image_builds_bitsandbytes_for_sm87() -> None:
     assert "nvcr.io/nvidia/l4t-jetpack:r36" in text
     assert "ARG CUDA_ARCH=87" in text and '-DCOMPUTE_CAPABILITY="${CUDA_ARCH}"' in text
     assert "jp6/cu126" in text
-    assert '".[llm,cuda]"' in text
+    assert '".[llm,cuda,web]"' in text

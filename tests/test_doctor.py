@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
+from daemon.cli.doctor import ERROR, OK, REDACTED, WARNING, Doctor, model, system
 from daemon.config import load_settings
-from daemon.doctor import ERROR, OK, REDACTED, WARNING, Doctor, model, system
 from tests.dbus_fixtures import NotificationServer, private_bus
 
 DATA = Path(__file__).parent / "data" / "openmeteo"
 LAT, LON, PLACE = "31.2304", "121.4737", "上海徐汇"
 NAMES = ["config", "python", "torch", "gpu", "int8", "model files", "memory", "sensors",
-         "desktop", "speaker", "database", "daemon", "weather", "clock"]
+         "desktop", "speaker", "ntfy", "database", "daemon", "weather", "clock"]
 
 
 def doctor(*args: str, config: Path | None = None, db: Path) -> subprocess.CompletedProcess[str]:
@@ -109,7 +109,7 @@ def test_a_newer_schema_is_a_required_failure(tmp_path: Path) -> None:
 def test_a_bad_config_fails_but_the_other_checks_run(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[location]\nlatitude = 95.5\nlongitude = 1\n[daemon]\nnoise = 1\n")
-    code = ("import sys; from daemon.doctor import run; "
+    code = ("import sys; from daemon.cli.doctor import run; "
             f"r = run(config={str(config)!r}, db={str(tmp_path / 'x.db')!r}); "
             "import json; print(json.dumps(r.as_dict())); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

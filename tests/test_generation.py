@@ -15,9 +15,9 @@ from daemon.errors import ConfigError, GenerationError
 from daemon.generation import validate
 from daemon.generation.base import WithFallback
 from daemon.generation.files import ModelFiles, _wanted, pull, write_json
-from daemon.generation.lora import LoraGenerator, memory_need_mb, second_seed, unavailable
+from daemon.generation.supervisor import LoraGenerator, memory_need_mb, second_seed, unavailable
 from daemon.generation.template import TemplateGenerator
-from tests.generation_fixtures import copy_models, installed, model_settings, tiny  # noqa: F401
+from tests.generation_fixtures import copy_models, model_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,8 +85,10 @@ def test_model_settings_validated(tmp_path: Path) -> None:
 
 
 def test_daemon_imports_no_torch() -> None:
-    code = ("import sys, daemon.service, daemon.app, daemon.cli, daemon.generation.lora\n"
+    code = ("import sys, importlib, daemon.service, daemon.app, daemon.cli, daemon.generation.supervisor\n"
             "from daemon.app import App\n"
+            "for target in daemon.cli.COMMANDS.values():\n"
+            "    importlib.import_module(target.partition(':')[0])\n"
             "bad = [m for m in ('torch', 'transformers', 'peft', 'safetensors', 'bitsandbytes')"
             " if m in sys.modules]\n"
             "print(bad); sys.exit(1 if bad else 0)")
@@ -103,7 +105,7 @@ def test_nothing_installed_means_template_alone(tmp_path: Path) -> None:
     assert "disabled" in (unavailable(settings) or "")
 
 
-def test_installed_model_is_wired_with_fallback_and_guard(installed: ModelFiles,  # noqa: F811
+def test_installed_model_is_wired_with_fallback_and_guard(installed: ModelFiles,
                                                           tmp_path: Path) -> None:
     settings = model_settings(installed, tmp_path)
     generator = App(settings).generator
@@ -113,7 +115,7 @@ def test_installed_model_is_wired_with_fallback_and_guard(installed: ModelFiles,
     assert isinstance(generator.fallback, TemplateGenerator)
 
 
-def test_memory_need_comes_from_the_artifact(installed: ModelFiles,  # noqa: F811
+def test_memory_need_comes_from_the_artifact(installed: ModelFiles,
                                              tmp_path: Path) -> None:
     models = copy_models(installed, tmp_path / "models")
     settings = model_settings(models, tmp_path)
@@ -124,7 +126,7 @@ def test_memory_need_comes_from_the_artifact(installed: ModelFiles,  # noqa: F81
     assert memory_need_mb(settings) is None
 
 
-def test_missing_parts_named(installed: ModelFiles, tmp_path: Path) -> None:  # noqa: F811
+def test_missing_parts_named(installed: ModelFiles, tmp_path: Path) -> None:
     models = copy_models(installed, tmp_path / "models")
     assert models.missing("base") is None and models.missing("int8") is None
     (models.adapter / "adapter_model.safetensors").unlink()
@@ -137,7 +139,7 @@ def test_missing_parts_named(installed: ModelFiles, tmp_path: Path) -> None:  # 
     assert "rebuild" in (models.missing("int8") or "")
 
 
-def test_pull_local_converts_pickle_and_records_sources(tiny, tmp_path: Path) -> None:  # noqa: F811
+def test_pull_local_converts_pickle_and_records_sources(tiny, tmp_path: Path) -> None:
     files = ModelFiles(tmp_path / "models")
     files.root.mkdir()
     record = pull(str(tiny.adapter_bin), "adapter", files)

@@ -13,7 +13,7 @@ from daemon.errors import GenerationError  # noqa: E402
 from daemon.generation import int8, model  # noqa: E402
 from daemon.generation.files import ModelFiles  # noqa: E402
 from daemon.generation.vocab import prune_tokenizer, token_text  # noqa: E402
-from tests.generation_fixtures import copy_models, installed, tiny  # noqa: E402,F401
+from tests.generation_fixtures import copy_models  # noqa: E402
 from tests.tinymodel import TinyModel, samples  # noqa: E402
 
 GREEDY = model.Decoding(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=40)
@@ -37,7 +37,7 @@ def _agreement(loaded: model.Loaded, reference: model.Loaded) -> float:
 
 
 @pytest.fixture(scope="module")
-def fp32(installed: ModelFiles) -> model.Loaded:  # noqa: F811
+def fp32(installed: ModelFiles) -> model.Loaded:
     return model.load(installed, "fp32", "cpu")
 
 
@@ -48,7 +48,7 @@ def test_fp32_unmerged_adapter_answers_like_training(fp32: model.Loaded) -> None
         assert got.startswith(expected)
 
 
-def test_the_adapter_matters(installed: ModelFiles, fp32: model.Loaded) -> None:  # noqa: F811
+def test_the_adapter_matters(installed: ModelFiles, fp32: model.Loaded) -> None:
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(installed.base)
@@ -58,7 +58,7 @@ def test_the_adapter_matters(installed: ModelFiles, fp32: model.Loaded) -> None:
         assert not torch.allclose(base(ids).logits, fp32.model(ids).logits, atol=1e-3)
 
 
-def test_bf16_and_converted_adapter(tiny: TinyModel, installed: ModelFiles,  # noqa: F811
+def test_bf16_and_converted_adapter(tiny: TinyModel, installed: ModelFiles,
                                     fp32: model.Loaded) -> None:
     from safetensors.torch import load_file
 
@@ -70,7 +70,7 @@ def test_bf16_and_converted_adapter(tiny: TinyModel, installed: ModelFiles,  # n
     assert _agreement(loaded, fp32) > 0.9
 
 
-def test_bnb_int8_on_cpu(installed: ModelFiles, fp32: model.Loaded) -> None:  # noqa: F811
+def test_bnb_int8_on_cpu(installed: ModelFiles, fp32: model.Loaded) -> None:
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:
@@ -87,7 +87,7 @@ def test_bnb_int8_on_cpu(installed: ModelFiles, fp32: model.Loaded) -> None:  # 
 
 
 @pytest.mark.parametrize("kernel", ["auto", "weight-only"])
-def test_int8_artifact_loads_mapped_without_float_linears(installed: ModelFiles,  # noqa: F811
+def test_int8_artifact_loads_mapped_without_float_linears(installed: ModelFiles,
                                                           fp32: model.Loaded,
                                                           kernel: str) -> None:
     loaded = model.load(installed, "torch-int8", "cpu", kernel=kernel)
@@ -110,7 +110,7 @@ def test_select_engine_per_architecture() -> None:
     assert torch.backends.quantized.engine == here
 
 
-def test_artifact_loads_under_qnnpack(installed: ModelFiles,  # noqa: F811
+def test_artifact_loads_under_qnnpack(installed: ModelFiles,
                                       fp32: model.Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
     if "qnnpack" not in torch.backends.quantized.supported_engines:
         pytest.skip("this torch has no qnnpack engine")
@@ -123,7 +123,7 @@ def test_artifact_loads_under_qnnpack(installed: ModelFiles,  # noqa: F811
         int8.select_engine()
 
 
-def test_separate_adapter_is_applied_at_load(installed: ModelFiles, tmp_path: Path,  # noqa: F811
+def test_separate_adapter_is_applied_at_load(installed: ModelFiles, tmp_path: Path,
                                              fp32: model.Loaded) -> None:
     files = copy_models(installed, tmp_path / "models")
     meta = model.build(files, merge=False)
@@ -137,7 +137,7 @@ def test_separate_adapter_is_applied_at_load(installed: ModelFiles, tmp_path: Pa
         model.load(files, "torch-int8", "cpu")
 
 
-def test_bf16_embedding_variant(installed: ModelFiles, tmp_path: Path,  # noqa: F811
+def test_bf16_embedding_variant(installed: ModelFiles, tmp_path: Path,
                                 fp32: model.Loaded) -> None:
     files = copy_models(installed, tmp_path / "models")
     model.build(files, embedding="bf16")
@@ -146,7 +146,7 @@ def test_bf16_embedding_variant(installed: ModelFiles, tmp_path: Path,  # noqa: 
     assert _agreement(loaded, fp32) > 0.85
 
 
-def test_artifact_is_standard_safetensors_and_aligned(installed: ModelFiles) -> None:  # noqa: F811
+def test_artifact_is_standard_safetensors_and_aligned(installed: ModelFiles) -> None:
     from safetensors import safe_open
 
     path = installed.artifact / "model.safetensors"
@@ -163,7 +163,7 @@ def test_artifact_is_standard_safetensors_and_aligned(installed: ModelFiles) -> 
     assert weight.dtype == torch.int8
 
 
-def test_pruned_vocabulary_keeps_text_round_trip(installed: ModelFiles, tmp_path: Path,  # noqa: F811
+def test_pruned_vocabulary_keeps_text_round_trip(installed: ModelFiles, tmp_path: Path,
                                                  fp32: model.Loaded) -> None:
     tokenizer = json.loads((installed.base / "tokenizer.json").read_text())
     _pruned, kept = prune_tokenizer(tokenizer, 40)
@@ -187,7 +187,7 @@ def test_token_text_knows_partial_utf8() -> None:
     assert token_text("æ") is None  # the first byte of a 3-byte character
 
 
-def test_corrupt_and_missing_files_are_clear_errors(installed: ModelFiles,  # noqa: F811
+def test_corrupt_and_missing_files_are_clear_errors(installed: ModelFiles,
                                                     tmp_path: Path) -> None:
     files = copy_models(installed, tmp_path / "models")
     weights = files.artifact / "model.safetensors"

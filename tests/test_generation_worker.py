@@ -17,10 +17,10 @@ from daemon.cli import main
 from daemon.errors import GenerationError
 from daemon.generation.base import Request, WithFallback
 from daemon.generation.files import ModelFiles
-from daemon.generation.lora import LoraGenerator, memory_need_mb
+from daemon.generation.guards import GuardDecision
+from daemon.generation.supervisor import LoraGenerator, memory_need_mb
 from daemon.generation.template import TemplateGenerator
-from daemon.guards import GuardDecision
-from tests.generation_fixtures import copy_models, installed, model_settings, tiny  # noqa: F401
+from tests.generation_fixtures import copy_models, model_settings
 from tests.tinymodel import answer, context
 
 pytest.importorskip("torch")
@@ -60,7 +60,7 @@ def _gone(lora: LoraGenerator, within: float) -> bool:
     return False
 
 
-def test_batch_written_validated_and_worker_kept_warm(installed: ModelFiles,  # noqa: F811
+def test_batch_written_validated_and_worker_kept_warm(installed: ModelFiles,
                                                       tmp_path: Path) -> None:
     settings = model_settings(installed, tmp_path, keep_warm=timedelta(seconds=4))
     guard = FakeGuard()
@@ -96,7 +96,7 @@ def test_batch_written_validated_and_worker_kept_warm(installed: ModelFiles,  # 
         lora.close()
 
 
-def test_same_seed_same_text(installed: ModelFiles, tmp_path: Path) -> None:  # noqa: F811
+def test_same_seed_same_text(installed: ModelFiles, tmp_path: Path) -> None:
     settings = model_settings(installed, tmp_path, temperature=1.5, top_p=1.0)
     lora = LoraGenerator(settings)
     try:
@@ -107,7 +107,7 @@ def test_same_seed_same_text(installed: ModelFiles, tmp_path: Path) -> None:  # 
     assert raws[0] == raws[1]
 
 
-def test_timeout_means_template_on_time(installed: ModelFiles, tmp_path: Path) -> None:  # noqa: F811
+def test_timeout_means_template_on_time(installed: ModelFiles, tmp_path: Path) -> None:
     settings = model_settings(installed, tmp_path, timeout=timedelta(seconds=0.5))
     lora = LoraGenerator(settings)
     started = time.monotonic()
@@ -118,7 +118,7 @@ def test_timeout_means_template_on_time(installed: ModelFiles, tmp_path: Path) -
     assert lora.worker is None
 
 
-def test_killed_worker_means_template(installed: ModelFiles, tmp_path: Path) -> None:  # noqa: F811
+def test_killed_worker_means_template(installed: ModelFiles, tmp_path: Path) -> None:
     settings = model_settings(installed, tmp_path)
     lora = LoraGenerator(settings)
     result: list = []
@@ -134,7 +134,7 @@ def test_killed_worker_means_template(installed: ModelFiles, tmp_path: Path) -> 
     assert "worker killed by signal 9 (out of memory?)" in result[0].info["fallback_reason"]
 
 
-def test_worker_dead_between_batches_is_replaced(installed: ModelFiles,  # noqa: F811
+def test_worker_dead_between_batches_is_replaced(installed: ModelFiles,
                                                  tmp_path: Path) -> None:
     lora = LoraGenerator(model_settings(installed, tmp_path))
     try:
@@ -147,14 +147,14 @@ def test_worker_dead_between_batches_is_replaced(installed: ModelFiles,  # noqa:
         lora.close()
 
 
-def test_guard_refusal_starts_nothing(installed: ModelFiles, tmp_path: Path) -> None:  # noqa: F811
+def test_guard_refusal_starts_nothing(installed: ModelFiles, tmp_path: Path) -> None:
     lora = LoraGenerator(model_settings(installed, tmp_path), FakeGuard(admit=False))
     with pytest.raises(GenerationError, match="guard: too hot"):
         lora.generate([_request("a", "吃药")])
     assert lora.pid is None
 
 
-def test_guard_trip_stops_the_worker(installed: ModelFiles, tmp_path: Path) -> None:  # noqa: F811
+def test_guard_trip_stops_the_worker(installed: ModelFiles, tmp_path: Path) -> None:
     lora = LoraGenerator(model_settings(installed, tmp_path), FakeGuard(trip_after=1))
     drafts = WithFallback(lora, TemplateGenerator()).generate([_request("a", "吃药")])
     assert drafts[0].generator == "template"
@@ -162,7 +162,7 @@ def test_guard_trip_stops_the_worker(installed: ModelFiles, tmp_path: Path) -> N
     assert lora.worker is None
 
 
-def test_corrupt_artifact_reported_by_the_worker(installed: ModelFiles,  # noqa: F811
+def test_corrupt_artifact_reported_by_the_worker(installed: ModelFiles,
                                                  tmp_path: Path) -> None:
     files = copy_models(installed, tmp_path / "models")
     weights = files.artifact / "model.safetensors"
@@ -173,7 +173,7 @@ def test_corrupt_artifact_reported_by_the_worker(installed: ModelFiles,  # noqa:
     assert "truncated" in drafts[0].info["fallback_reason"]
 
 
-def test_cli_build_measures_and_preview_uses_the_model(installed: ModelFiles,  # noqa: F811
+def test_cli_build_measures_and_preview_uses_the_model(installed: ModelFiles,
                                                        tmp_path: Path) -> None:
     files = copy_models(installed, tmp_path / "models")
     settings = model_settings(files, tmp_path)

@@ -14,7 +14,7 @@ import pytest
 
 from daemon.config import GuardSettings, load_settings
 from daemon.errors import ConfigError, StoreError
-from daemon.guards import (
+from daemon.generation.guards import (
     DECISIONS_KEY,
     DecisionLog,
     Guard,
@@ -52,7 +52,7 @@ def guard_settings(sysfs: FakeSysfs, **changes: object) -> GuardSettings:
 
 def warnings_about(caplog: pytest.LogCaptureFixture, text: str) -> int:
     return sum(1 for r in caplog.records
-               if r.name == "daemon.guards" and r.levelno >= logging.WARNING and text in r.message)
+               if r.name == "daemon.generation.guards" and r.levelno >= logging.WARNING and text in r.message)
 
 
 # --- sysfs ------------------------------------------------------------------------------------

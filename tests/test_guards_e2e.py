@@ -24,12 +24,12 @@ from daemon.context import Context
 from daemon.delivery import Courier
 from daemon.generation.base import Request, WithFallback
 from daemon.generation.files import ModelFiles
-from daemon.generation.lora import LoraGenerator
+from daemon.generation.guards import DecisionLog, Guard
+from daemon.generation.supervisor import LoraGenerator
 from daemon.generation.template import TemplateGenerator
-from daemon.guards import DecisionLog, Guard
 from daemon.scheduler import Planner
 from daemon.store import repo
-from tests.generation_fixtures import installed, model_settings, tiny  # noqa: F401
+from tests.generation_fixtures import model_settings
 from tests.guard_fixtures import FakeSysfs
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def board(tmp_path: Path) -> FakeSysfs:
 
 
 @pytest.fixture
-def make_app(installed: ModelFiles, board: FakeSysfs,  # noqa: F811
+def make_app(installed: ModelFiles, board: FakeSysfs,
              tmp_path: Path) -> Iterator[Any]:
     apps: list[App] = []
 

@@ -22,13 +22,11 @@ from daemon.errors import (
 )
 from daemon.http import (
     USER_AGENT,
-    cached_document,
     describe_url,
-    fetch_cached,
-    is_due,
     parse_retry_after,
     request,
 )
+from daemon.http_cache import cached_document, fetch_cached, is_due
 from daemon.store.db import Database
 from tests.context_fixtures import Sleeps, fast_policy, hits, refused_url
 

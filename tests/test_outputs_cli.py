@@ -33,7 +33,8 @@ def test_outputs_lists_every_output_and_marks_the_defaults(db_path: Path, tmp_pa
     result = chime(db_path, "outputs", "--json", config=config)
     assert result.exit_code == 0, result.output
     items = {i["name"]: i for i in json.loads(result.output)}
-    assert set(items) == {"console", "desktop", "speaker", "webhook"}
+    assert set(items) == {"console", "desktop", "speaker", "webhook", "ntfy"}
+    assert "ntfy" in items["ntfy"]["description"]
     assert {n for n, i in items.items() if i["default"]} == {"console", "speaker"}
     assert "D-Bus" in items["desktop"]["description"]
     text = chime(db_path, "outputs", config=config).output.splitlines()
@@ -79,7 +80,7 @@ def test_test_output_webhook_with_a_custom_text(db_path: Path, tmp_path: Path,
 def test_test_output_refuses_an_unknown_name(db_path: Path) -> None:
     result = chime(db_path, "test-output", "pager")
     assert result.exit_code == 2
-    assert "unknown output 'pager' (known: console, desktop, speaker, webhook)" in result.output
+    assert "unknown output 'pager' (known: console, desktop, ntfy, speaker, webhook)" in result.output
 
 
 def test_test_output_names_a_bad_setting(db_path: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from daemon.errors import NotFoundError, StoreError
 from daemon.store import Database, repo
-from daemon.store.db import SCHEMA_VERSION
+from daemon.store.db import MIGRATIONS, SCHEMA_VERSION
 from daemon.store.models import Occurrence
 
 
@@ -24,7 +24,7 @@ def test_new_database_is_wal_with_version_and_migrations(db_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
     db.close()
     Database(db_path).close()  # reopening applies nothing twice
-    assert Database(db_path).migrations() == ["0001_initial"]
+    assert Database(db_path).migrations() == [name for name, _ in MIGRATIONS]
 
 
 def test_newer_schema_is_refused(db_path: Path) -> None:

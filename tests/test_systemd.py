@@ -16,6 +16,8 @@ from daemon.cli import main
 from daemon.cli.service import (
     DEFAULT_SYSTEM_EXEC,
     DEFAULT_USER_EXEC,
+    DEFAULT_WEB_SYSTEM_EXEC,
+    DEFAULT_WEB_USER_EXEC,
     exec_start,
     render_unit,
     systemd_word,
@@ -37,7 +39,7 @@ def rendered(tmp_path: Path, *flags: str) -> Path:
     result = chime("service", "install", "--print", *flags)
     assert result.returncode == 0, result.stderr
     assert "systemctl" in result.stderr and "systemctl" not in result.stdout
-    path = tmp_path / "chime.service"
+    path = tmp_path / ("chime-web.service" if "--web" in flags else "chime.service")
     path.write_text(result.stdout, encoding="utf-8")
     return path
 
@@ -55,10 +57,12 @@ def verify(path: Path, user: bool, tmp_path: Path) -> subprocess.CompletedProces
 
 
 @needs_analyze
-@pytest.mark.parametrize("flags", [(), ("--gpu",), ("--user",)], ids=["system", "gpu", "user"])
+@pytest.mark.parametrize("flags", [(), ("--gpu",), ("--user",), ("--web",), ("--web", "--user")],
+                         ids=["system", "gpu", "user", "web", "web-user"])
 def test_units_verify_with_empty_stderr(tmp_path: Path, flags: tuple[str, ...]) -> None:
     unit = rendered(tmp_path, *flags)
-    assert f"ExecStart={exec_start()}\n" in unit.read_text()
+    command = "web" if "--web" in flags else "run"
+    assert f"ExecStart={exec_start(command=command)}\n" in unit.read_text()
     result = verify(unit, "--user" in flags, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -73,8 +77,9 @@ def test_verify_catches_a_typo(tmp_path: Path) -> None:
 
 
 @needs_analyze
-def test_system_unit_exposure_at_most_2(tmp_path: Path) -> None:
-    unit = rendered(tmp_path)
+@pytest.mark.parametrize("flags", [(), ("--web",)], ids=["daemon", "web"])
+def test_system_unit_exposure_at_most_2(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    unit = rendered(tmp_path, *flags)
     result = subprocess.run(
         [str(ANALYZE), "security", "--offline=true", "--json=short", str(unit)],
         capture_output=True, text=True, timeout=60)
@@ -99,12 +104,17 @@ def test_repo_units_are_the_rendered_templates() -> None:
     user = (ROOT / "systemd" / "user" / "chime.service").read_text(encoding="utf-8")
     assert system == render_unit(DEFAULT_SYSTEM_EXEC)
     assert user == render_unit(DEFAULT_USER_EXEC, user=True)
+    web = (ROOT / "systemd" / "chime-web.service").read_text(encoding="utf-8")
+    web_user = (ROOT / "systemd" / "user" / "chime-web.service").read_text(encoding="utf-8")
+    assert web == render_unit(DEFAULT_WEB_SYSTEM_EXEC, web=True)
+    assert web_user == render_unit(DEFAULT_WEB_USER_EXEC, user=True, web=True)
 
 
 def test_system_unit_contract() -> None:
     text = render_unit("/opt/chime/venv/bin/chime run")
     for line in ("Type=notify", "ExecStart=/opt/chime/venv/bin/chime run", "Restart=on-failure",
                  "MemoryMax=4G", "StateDirectory=chime", "WatchdogSec=60s",
+                 "RestartPreventExitStatus=73",
                  "After=network-online.target time-sync.target jtop.service sound.target",
                  "Wants=network-online.target jtop.service", "DevicePolicy=closed",
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "CapabilityBoundingSet="):
@@ -161,3 +171,20 @@ def test_install_reports_an_unwritable_place(tmp_path: Path) -> None:
                                        str(blocker / "chime.service")])
     assert result.exit_code == 1
     assert "cannot write" in result.output and "--print" in result.output
+
+
+def test_web_units_contract(isolated_env: Path) -> None:
+    """chime-web.service: the daemon's user, state and sandbox; no sound device."""
+    text = render_unit("/opt/chime/venv/bin/chime web", web=True)
+    for line in ("ExecStart=/opt/chime/venv/bin/chime web", "User=chime", "StateDirectory=chime",
+                 "Environment=XDG_CONFIG_HOME=/etc", "PrivateDevices=yes", "ProtectSystem=strict",
+                 "After=network-online.target chime.service", "Restart=on-failure"):
+        assert f"\n{line}\n" in text, line
+    assert "char-alsa" not in text and "WatchdogSec" not in text
+    assert "PrivateDevices" not in render_unit("/x web", web=True, gpu=True)
+    result = CliRunner().invoke(main, ["service", "install", "--web", "--user"])
+    assert result.exit_code == 0, result.output
+    path = isolated_env / ".config" / "systemd" / "user" / "chime-web.service"
+    assert path.read_text() == render_unit(exec_start(command="web"), user=True, web=True)
+    assert "systemctl --user enable --now chime-web.service" in result.output
+    assert "chime web token" in result.output

@@ -24,7 +24,6 @@ from daemon.config import Settings
 from daemon.context.prompt import END_MARKER, format_prompt, parse_prompt
 from daemon.generation import checkpoint, dataset, train, validate
 from daemon.generation.files import ModelFiles, pull
-from tests.generation_fixtures import tiny  # noqa: F401
 from tests.tinymodel import TASKS, TinyModel
 
 torch = pytest.importorskip("torch")
@@ -63,7 +62,7 @@ class Trained:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Trained:  # noqa: F811
+def trained(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """The tiny model with its LoRA merged in as the base, and a new character trained on it."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -5,7 +5,7 @@ The pieces, one concern each:
 * ``zones``  — calendar TZIDs (IANA, Windows, custom VTIMEZONE) → IANA names;
 * ``split``, ``parse`` — iCalendar text → items in the Event row's shape (pure);
 * ``apply``  — items → Event rows, idempotently by UID, in one transaction; ``import_file``;
-* ``feeds``  — subscriptions fetched through ``daemon.http`` and cached for offline use;
+* ``feeds``  — subscriptions fetched through ``daemon.http_cache`` and cached for offline use;
   ``sync_due(app, now)`` is the daemon's periodic hook;
 * ``export`` — Event rows → iCalendar.
 

@@ -5,7 +5,9 @@ or every event outside subscriptions for a plain import. A matched row is update
 when a field differs (``repo.update_event``: open occurrences dropped, delivered history kept,
 the event id unchanged), so importing the same file twice writes nothing and does not bump the
 plan revision. A subscription's rows whose key left the feed are removed; a plain import removes
-only what the file explicitly cancels (STATUS:CANCELLED).
+only what the file explicitly cancels (STATUS:CANCELLED). A key is unique within its scope (a
+unique index); callers take the write lock before reading the scope, so two processes applying
+at once (an import and the daemon's sync) wait for each other instead of both adding a row.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from daemon.calendars.parse import Options, Parsed, Problem, parse_calendar
 from daemon.config import Settings
 from daemon.errors import ConfigError, InputError
 from daemon.store import repo
+from daemon.store.db import lock_for_write
 from daemon.store.models import Event
 
 log = logging.getLogger("daemon.calendars")
 
-FIELDS = ("task", "dtstart", "tz", "rrule", "rdates", "exdates", "lead_s")
+FIELDS = ("task", "dtstart", "tz", "rrule", "rdates", "exdates", "alarm_s", "duration_s")
 MAX_FILE_BYTES = 32 * 1024 * 1024
 
 
@@ -156,6 +159,7 @@ def import_text(app: App, text: str, now: datetime | None = None) -> Outcome:
     """Import an iCalendar document as chime events (never deletes other events)."""
     parsed = parse_checked(text, options(app, now or app.clock.now()))
     with app.db.session() as s:
+        lock_for_write(s)  # another import or a sync may be applying the same UIDs
         outcome = apply(s, parsed)
     log.info("imported a calendar: %s", outcome.summary())
     return outcome

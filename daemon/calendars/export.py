@@ -1,10 +1,13 @@
-"""chime's events → an iCalendar document that calendars (and ``chime import``) read back.
+"""chime's events → an iCalendar document that every calendar program (and ``chime import``)
+reads back.
 
-Times carry IANA TZID parameters without VTIMEZONE blocks (RFC 7809 style, as Google and
-Nextcloud accept); events in UTC are written in UTC. RRULE keeps its text with UNTIL turned back
-into UTC as RFC 5545 requires; RDATE/EXDATE keep the event's zone; a lead time becomes a VALARM
-``TRIGGER:-PT…``. Each event's UID is its calendar UID, or a stable one made up for chime's own
-events, so importing the export again matches instead of duplicating.
+Times carry IANA TZID parameters, and each TZID has its VTIMEZONE (RFC 5545 requires one;
+icalendar builds them from zoneinfo, covering the events' years); events in UTC are written in
+UTC. Every event has a DURATION (an imported event's own length, else zero: a reminder is an
+instant) and a VALARM at the instant chime reminds: ``-PT15M`` for a calendar alarm, at the
+start otherwise. RRULE keeps its text with UNTIL turned back into UTC as RFC 5545 requires;
+RDATE/EXDATE keep the event's zone. Each event's UID is its calendar UID, or a stable one made
+up for chime's own events, so importing the export again matches instead of duplicating.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import icalendar
@@ -26,6 +29,7 @@ from daemon.planning import to_instant, zone
 from daemon.store.models import Event
 
 PRODID = f"-//chime//chime-reminder {__version__}//EN"
+ZONE_YEARS_AHEAD = 10  # VTIMEZONE rules are written this far past the latest start
 
 
 def export_calendar(events: Iterable[Event], now: datetime) -> str:
@@ -34,9 +38,25 @@ def export_calendar(events: Iterable[Event], now: datetime) -> str:
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
+    starts = [now.date()]
     for event in events:
         cal.add_component(_vevent(event, now))
+        starts.append(datetime.fromisoformat(event.dtstart).date())
+    first, last = min(starts), max(starts)
+    cal.add_missing_timezones(date(first.year - 1, 1, 1),
+                              date(last.year + ZONE_YEARS_AHEAD, 1, 1))
+    for observance in (*cal.walk("STANDARD"), *cal.walk("DAYLIGHT")):
+        _one_rdate_per_line(observance)
     return cal.to_ical().decode("utf-8")
+
+
+def _one_rdate_per_line(observance: icalendar.cal.component.Component) -> None:
+    """A VTIMEZONE observance's transitions as one RDATE line each: dateutil's VTIMEZONE
+    reader (vobject, and the programs built on them) keeps only the first value of a list."""
+    props = observance.pop("RDATE", None)
+    for prop in props if isinstance(props, list) else [props] if props is not None else []:
+        for value in prop.dts:
+            observance.add("rdate", value.dt)
 
 
 def export(app: App, path: str, include_all: bool = False) -> tuple[str, int]:
@@ -87,10 +107,10 @@ def _vevent(event: Event, now: datetime) -> icalendar.Event:
         vevent.add("rdate", [when(d) for d in event.rdates])
     if event.exdates:
         vevent.add("exdate", [when(d) for d in event.exdates])
-    if event.lead_s is not None:
-        alarm = icalendar.Alarm()
-        alarm.add("action", "DISPLAY")
-        alarm.add("description", event.task)
-        alarm.add("trigger", -timedelta(seconds=event.lead_s))
-        vevent.add_component(alarm)
+    vevent.add("duration", timedelta(seconds=event.duration_s or 0))
+    alarm = icalendar.Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("description", event.task)
+    alarm.add("trigger", -timedelta(seconds=event.alarm_s or 0))
+    vevent.add_component(alarm)
     return vevent

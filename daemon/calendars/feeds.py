@@ -1,6 +1,6 @@
 """Calendar subscriptions: a URL fetched every ``every_s`` seconds, its events kept in SQLite.
 
-Fetching goes through :func:`daemon.http.fetch_cached` (timeouts, retries with backoff,
+Fetching goes through :func:`daemon.http_cache.fetch_cached` (timeouts, retries with backoff,
 ETag / Last-Modified, Retry-After, the body cached in ``http_cache``). A body is validated by
 parsing it before it is cached, so a broken answer never replaces a good one. The events of a
 subscription are re-derived from the newest good body only when that body (or the settings
@@ -28,8 +28,10 @@ from daemon.app import App
 from daemon.calendars.apply import Outcome, apply, options, parse_checked
 from daemon.calendars.parse import Parsed
 from daemon.errors import ChimeError, InputError, NotFoundError
-from daemon.http import FetchPolicy, describe_url, fetch_cached
+from daemon.http import FetchPolicy, describe_url, new_session
+from daemon.http_cache import fetch_cached
 from daemon.store import repo
+from daemon.store.db import lock_for_write
 from daemon.store.models import Event, HttpCache, Meta, Subscription
 from daemon.timeparse import format_duration, parse_duration
 
@@ -127,7 +129,7 @@ def sync(app: App, now: datetime, ids: list[int] | None = None, *, force: bool =
     if missing:
         raise NotFoundError(f"no subscription with id {min(missing)}")
     owned = session is None
-    http = session or requests.Session()
+    http = session or new_session()
     try:
         return [sync_one(app, sub, now, http, policy or FetchPolicy(), force) for sub in subs]
     finally:
@@ -135,10 +137,10 @@ def sync(app: App, now: datetime, ids: list[int] | None = None, *, force: bool =
             http.close()
 
 
-def sync_due(app: App, now: datetime) -> None:
+def sync_due(app: App, now: datetime, policy: FetchPolicy | None = None) -> None:
     """The daemon's periodic hook: sync every subscription whose interval has passed.
 
-    Never raises; each subscription's outcome or failure is logged on its own.
+    Never raises; each subscription's outcome or failure is logged once, on its own.
     """
     try:
         with app.db.session() as s:
@@ -147,9 +149,11 @@ def sync_due(app: App, now: datetime) -> None:
                    or now >= sub.last_checked + timedelta(seconds=sub.every_s)]
         if not due:
             return
-        for result in sync(app, now, due):
+        for result in sync(app, now, due, policy=policy):
             if result.status == "error":
-                log.warning("calendar %s: %s", result.url, result.error)
+                error = result.error or "?"
+                log.warning("calendar %s", error if error.startswith(result.url)
+                            else f"{result.url}: {error}")
             elif result.outcome is not None:
                 level = logging.INFO if result.outcome.changed else logging.DEBUG
                 log.log(level, "calendar %s: %s", result.url, result.outcome.summary())
@@ -181,6 +185,7 @@ def sync_one(app: App, sub: Subscription, now: datetime, session: requests.Sessi
         if doc.body is not None and fingerprint != applied:
             parsed = checked.get(doc.body) or parse_checked(doc.body, opts)
         with app.db.session() as s:
+            lock_for_write(s)  # an import or another sync may be applying at the same time
             row = s.get(Subscription, sub.id)
             if row is None:  # unsubscribed meanwhile
                 return SyncResult(sub.id, where, "error", error="unsubscribed")
@@ -194,7 +199,6 @@ def sync_one(app: App, sub: Subscription, now: datetime, session: requests.Sessi
                 repo.set_meta(s, _fingerprint_key(sub.id), fingerprint)
                 row.last_changed = now
     except ChimeError as exc:  # a database failure, or a cached body that no longer parses
-        log.warning("calendar %s: %s", where, exc)
         return SyncResult(sub.id, where, "error", error=str(exc))
     if doc.error is not None:
         return SyncResult(sub.id, where, "error", outcome, str(doc.error))

@@ -12,7 +12,9 @@ so that the spine's planner is the one place that expands recurrences:
 * A RECURRENCE-ID override becomes an EXDATE on its master plus a one-off item keyed
   ``UID#<recurrence-id>``; a cancelled override is the EXDATE alone. STATUS:CANCELLED on a
   master (or a COMPLETED VTODO) lists its UID in ``cancelled``.
-* The first VALARM with a usable TRIGGER (``-PT15M``, RELATED=END, absolute) gives ``lead_s``.
+* The first VALARM with a usable TRIGGER (``-PT15M``, RELATED=END, absolute) gives ``alarm_s``:
+  the reminder rings that long before the start (an alarm after the start rings at it).
+  DTEND − DTSTART (or DURATION) gives ``duration_s``, so an export keeps the event's length.
 
 A file that is not iCalendar, or is cut short, raises InputError. A component that cannot be
 read is skipped with a :class:`Problem` that names it (UID, SUMMARY) and says why. Components
@@ -39,12 +41,16 @@ from daemon.planning import Recurrence, next_occurrence, to_instant, zone
 from daemon.timeparse import parse_rule
 
 MAX_TASK_CHARS = 200  # as for `chime add`
-MAX_LEAD = timedelta(days=7)
+MAX_ALARM = timedelta(days=7)
 FUTURE_SEARCH = timedelta(days=3700)  # a rule with no instance this far ahead is over
 UTC = Zone("UTC", zone("UTC"))
 # Properties whose parse errors make the component unusable (others, like DESCRIPTION, do not).
 ESSENTIAL = frozenset({"UID", "SUMMARY", "DTSTART", "DTEND", "DUE", "DURATION", "RRULE",
                        "RDATE", "EXDATE", "RECURRENCE-ID", "STATUS"})
+# Properties RFC 5545 allows once: a repeated time makes the event ambiguous (skipped), a
+# repeated text is read leniently (the first one counts).
+ONCE_TIMES = ("DTSTART", "DTEND", "DUE", "DURATION", "RECURRENCE-ID")
+ONCE_TEXTS = ("UID", "SUMMARY", "STATUS", "SEQUENCE", "X-MICROSOFT-CDO-ALLDAYEVENT")
 
 
 @dataclass
@@ -58,12 +64,13 @@ class Item:
     rrule: str | None = None
     rdates: list[str] = field(default_factory=list)
     exdates: list[str] = field(default_factory=list)
-    lead_s: int | None = None
+    alarm_s: int | None = None
+    duration_s: int | None = None
 
     def fields(self) -> dict[str, Any]:
         return {"task": self.task, "dtstart": self.dtstart, "tz": self.tz, "rrule": self.rrule,
                 "rdates": sorted(set(self.rdates)), "exdates": sorted(set(self.exdates)),
-                "lead_s": self.lead_s}
+                "alarm_s": self.alarm_s or None, "duration_s": self.duration_s}
 
 
 @dataclass(frozen=True)
@@ -171,8 +178,9 @@ def _component(block: Block, parsed: Parsed) -> Component | None:
         except Exception as exc:  # icalendar raises ValueError, KeyError, TypeError…
             reason = f"cannot be parsed ({short(exc)})"
     if comp is not None:
-        errors = [f"{prop}: {short(msg)}" for prop, msg in getattr(comp, "errors", [])
-                  if str(prop).upper() in ESSENTIAL]
+        errors = [f"{prop}: cannot read {short(block.raw(str(prop).upper()) or '')!r}"
+                  for prop, _ in getattr(comp, "errors", []) if str(prop).upper() in ESSENTIAL]
+        errors += _repeated(comp)
         if errors:
             reason = "; ".join(errors)
     if reason is None:
@@ -183,6 +191,19 @@ def _component(block: Block, parsed: Parsed) -> Component | None:
     return None
 
 
+def _repeated(comp: Component) -> list[str]:
+    """Problems with properties that appear more than once; a repeated text keeps its first."""
+    problems = []
+    for name in (*ONCE_TIMES, *ONCE_TEXTS):
+        values = comp.get(name)
+        if isinstance(values, list):
+            if name in ONCE_TIMES:
+                problems.append(f"{name} appears {len(values)} times (one is allowed)")
+            else:
+                comp[name] = values[0]
+    return problems
+
+
 class _Reader:
     """Turns components into items in one file's context (zones, options)."""
 
@@ -191,7 +212,7 @@ class _Reader:
         self.frames: dict[str, _Frame] = {}  # by key: to read an override's RECURRENCE-ID
 
     def item(self, comp: Component, key: str, parsed: Parsed,
-             inherit_lead: int | None = None, one_off: bool = False) -> Item:
+             inherit_alarm: int | None = None, one_off: bool = False) -> Item:
         start_prop = "DUE" if comp.name == "VTODO" else "DTSTART"
         if comp.get(start_prop) is None:
             raise _Skip(f"has no {start_prop}")
@@ -211,8 +232,11 @@ class _Reader:
             for prop, target in (("RDATE", item.rdates), ("EXDATE", item.exdates)):
                 for value in _values(comp.get(prop)):
                     target.append(frame.convert(self.moment(value, prop)).isoformat())
-        lead = _lead(comp, frame)
-        item.lead_s = lead if lead is not None else inherit_lead
+        alarm = _alarm(comp, frame)
+        item.alarm_s = alarm if alarm is not None else inherit_alarm
+        length = _duration(comp)  # an all-day event becomes a reminder at one time of day
+        if length > timedelta(0) and not frame.all_day:
+            item.duration_s = int(length.total_seconds())
         return item
 
     def override(self, comp: Component, uid: str, found: dict[str, Item],
@@ -230,7 +254,7 @@ class _Reader:
         if _cancelled(comp):
             parsed.cancelled.add(key)
             return
-        found[key] = self.item(comp, key, parsed, master.lead_s if master else None,
+        found[key] = self.item(comp, key, parsed, master.alarm_s if master else None,
                                one_off=True)
 
     def moment(self, prop: Any, name: str) -> _Moment:
@@ -344,7 +368,7 @@ def _on_rule(rule: str, start: datetime) -> bool:
     return first == start
 
 
-def _lead(comp: Component, frame: _Frame) -> int | None:
+def _alarm(comp: Component, frame: _Frame) -> int | None:
     """Seconds before the start that the first usable VALARM rings, or None."""
     for alarm in comp.subcomponents:
         if alarm.name != "VALARM" or str(alarm.get("ACTION", "")).upper() == "NONE":
@@ -362,7 +386,7 @@ def _lead(comp: Component, frame: _Frame) -> int | None:
             before = to_instant(frame.wall, zone(frame.tz)) - value
         else:
             continue
-        return int(min(max(before, timedelta(0)), MAX_LEAD).total_seconds())
+        return int(min(max(before, timedelta(0)), MAX_ALARM).total_seconds())
     return None
 
 

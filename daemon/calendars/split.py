@@ -1,6 +1,8 @@
 """Splitting iCalendar text into its top-level components, before icalendar reads each one.
 
 Parsing component by component means one garbled line costs only the event that holds it.
+Where a real export's meaning is plain it is read leniently: spaces inside an RRULE (Exchange
+writes ``BYDAY=MO, TU, WE, TH, FR``) are dropped.
 Structure errors that make the whole file suspect (not iCalendar at all, cut short, an END
 without BEGIN at calendar level) raise InputError; a broken component is marked ``broken``.
 """
@@ -11,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from daemon.errors import InputError
+
+MAX_COMPONENTS = 20_000  # more is not a personal calendar; parsing it would take minutes
 
 
 @dataclass
@@ -32,13 +36,14 @@ class Block:
 
 
 def _unfold(text: str) -> list[str]:
-    lines: list[str] = []
+    """Content lines, folds joined (once per line: a long folded value costs linear time)."""
+    lines: list[list[str]] = []
     for line in re.split(r"\r\n|\n|\r", text):
         if line[:1] in (" ", "\t") and lines:
-            lines[-1] += line[1:]
+            lines[-1].append(line[1:])
         elif line.strip():
-            lines.append(line)
-    return lines
+            lines.append([line])
+    return ["".join(parts) for parts in lines]
 
 
 def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
@@ -61,6 +66,9 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
             if depth == 0 and word != "VCALENDAR":
                 raise InputError(f"not an iCalendar file (BEGIN:{word} outside a VCALENDAR)")
             if depth == 1:
+                if len(blocks) >= MAX_COMPONENTS:
+                    raise InputError(f"the calendar has more than {MAX_COMPONENTS} components; "
+                                     "chime reads calendars up to that size")
                 blocks.append(Block(word))
             stack.append(word)
         elif name == "END" and word not in stack:
@@ -74,6 +82,8 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
                 pass
         elif depth == 1:
             props.setdefault(name, value.strip())
+        if name in ("RRULE", "EXRULE") and depth >= 2:  # Exchange: BYDAY=MO, TU, WE
+            line = f"{head}:{''.join(value.split())}"
         if depth >= 2 or (depth == 1 and name == "BEGIN"):
             blocks[-1].lines.append(line)
     if stack:

@@ -2,25 +2,84 @@
 
 Every ``ChimeError`` is caught here once and printed as one line on stderr
 (``chime: <message>``) with the error's exit code; nothing is half-written.
+
+Commands load lazily (click's ``LazyGroup`` pattern), so ``chime --version`` imports click and
+this module only, and ``chime add`` imports what adding needs. To add a command:
+
+1. write it in a module under ``daemon/cli/`` with ``@click.command()`` (or ``@click.group()``
+   for a group of subcommands) — not ``@main.command()``;
+2. keep that module's top-level imports light (click, ``daemon.errors``, the standard library):
+   import the store, ``daemon.app``, generation, HTTP clients… inside the command function
+   (``chime --help`` imports every command module to show the one-line helps);
+3. add one line to ``COMMANDS`` below: ``"name": "daemon.cli.module:attribute"``.
+
+``tests/test_cli.py`` checks that every entry loads and that ``chime --version`` imports no
+SQLAlchemy, requests or ``daemon.app``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from daemon import __version__
-from daemon.app import App
-from daemon.config import load_settings
 from daemon.errors import ChimeError
+
+if TYPE_CHECKING:
+    from daemon.app import App
+
+# name shown to the user -> "module:attribute" of its click command (alphabetical)
+COMMANDS: dict[str, str] = {
+    "add": "daemon.cli.events:add",
+    "context": "daemon.cli.context:context_cmd",
+    "doctor": "daemon.cli.doctor:doctor",
+    "done": "daemon.cli.events:done",
+    "edit": "daemon.cli.events:edit",
+    "export": "daemon.cli.calendars:export",
+    "import": "daemon.cli.calendars:import_",
+    "list": "daemon.cli.events:list_",
+    "log": "daemon.cli.events:log_",
+    "model": "daemon.cli.model:model",
+    "outputs": "daemon.cli.outputs:list_outputs",
+    "pause": "daemon.cli.events:pause",
+    "preview": "daemon.cli.events:preview",
+    "remove": "daemon.cli.events:remove",
+    "resume": "daemon.cli.events:resume",
+    "run": "daemon.cli.events:run",
+    "service": "daemon.cli.service:service",
+    "show": "daemon.cli.events:show",
+    "snooze": "daemon.cli.events:snooze",
+    "status": "daemon.cli.events:status",
+    "subscribe": "daemon.cli.calendars:subscribe",
+    "subscriptions": "daemon.cli.calendars:subscriptions_",
+    "sync": "daemon.cli.calendars:sync",
+    "test-output": "daemon.cli.outputs:test_output",
+    "unsubscribe": "daemon.cli.calendars:unsubscribe",
+    "web": "daemon.cli.web:web",
+}
 
 
 class ChimeGroup(click.Group):
-    """A click group that turns ChimeError into one line on stderr and an exit code."""
+    """The root group: loads each command from ``COMMANDS`` when it is first needed, and turns
+    ChimeError into one line on stderr and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = COMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
+        self.add_command(command, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -57,19 +116,19 @@ class _LazyApp:
 
     def get(self) -> App:
         if self._app is None:
+            from daemon.app import App
+            from daemon.config import load_settings
+
             self._app = App(load_settings(self.config, self.db))
         return self._app
 
 
-def get_app(ctx: click.Context) -> App:
+def get_app(ctx: click.Context | None = None) -> App:
     """The App for this invocation (settings loaded and validated on first use)."""
-    lazy: _LazyApp = ctx.find_root().obj
+    lazy: _LazyApp = (ctx or click.get_current_context()).find_root().obj
     return lazy.get()
 
 
 def echo_json(data: Any) -> None:
     """Print machine-readable output (``--json``): UTF-8 as is, indented."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-# Command modules register themselves on ``main`` when imported.
-from daemon.cli import calendars, context, events, model, outputs, service  # noqa: E402,F401

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from daemon import calendars
-from daemon.calendars.apply import Outcome, decode, read_text
-from daemon.cli import echo_json, get_app, main
+from daemon.cli import echo_json, get_app
+
+if TYPE_CHECKING:
+    from daemon.app import App
+    from daemon.calendars.apply import Outcome
 
 
-def _app():  # type: ignore[no-untyped-def]
+def _app() -> App:
     return get_app(click.get_current_context())
 
 
@@ -31,7 +33,7 @@ def _report(outcome: Outcome, as_json: bool, extra: dict[str, Any] | None = None
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@main.command(name="import")
+@click.command(name="import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @json_option
 def import_(file: str, as_json: bool) -> None:
@@ -40,16 +42,21 @@ def import_(file: str, as_json: bool) -> None:
     Importing the same file again changes nothing; an edited file updates the events it
     holds (matched by UID). Events of other files and your own reminders stay.
     """
+    from daemon import calendars
+    from daemon.calendars.apply import decode, read_text
+
     text = decode(sys.stdin.buffer.read()) if file == "-" else read_text(Path(file))
     _report(calendars.import_text(_app(), text), as_json)
 
 
-@main.command()
+@click.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--all", "include_all", is_flag=True,
               help="Also imported and subscribed events (default: only those added with chime).")
 def export(file: str, include_all: bool) -> None:
     """Write reminders to an .ics FILE ('-': stdout) that calendars can import."""
+    from daemon import calendars
+
     text, count = calendars.export(_app(), file, include_all)
     if file == "-":
         click.echo(text, nl=False)
@@ -57,7 +64,7 @@ def export(file: str, include_all: bool) -> None:
         click.echo(f"exported {count} event(s) to {file}")
 
 
-@main.command()
+@click.command()
 @click.argument("url")
 @click.option("--every", help="Fetch this often (default [calendars] default_every, 30m).")
 @json_option
@@ -66,6 +73,8 @@ def subscribe(url: str, every: str | None, as_json: bool) -> None:
 
     Its events are kept in the database, so reminders keep coming while offline.
     """
+    from daemon import calendars
+
     app = _app()
     sub = calendars.subscribe(app, url, every)
     result = calendars.sync(app, app.clock.now(), [sub.id], force=True)[0]
@@ -79,10 +88,12 @@ def subscribe(url: str, every: str | None, as_json: bool) -> None:
         _report(result.outcome, False)
 
 
-@main.command(name="subscriptions")
+@click.command(name="subscriptions")
 @json_option
 def subscriptions_(as_json: bool) -> None:
     """List calendar subscriptions with their state."""
+    from daemon import calendars
+
     items = calendars.subscriptions(_app())
     if as_json:
         echo_json(items)
@@ -96,19 +107,23 @@ def subscriptions_(as_json: bool) -> None:
                    f"{sub['url']}\n      {state}")
 
 
-@main.command()
+@click.command()
 @click.argument("subscription_id", type=int)
 def unsubscribe(subscription_id: int) -> None:
     """Remove a subscription and its events (delivered history stays)."""
+    from daemon import calendars
+
     removed = calendars.unsubscribe(_app(), subscription_id)
     click.echo(f"unsubscribed {subscription_id}; {removed} event(s) removed")
 
 
-@main.command()
+@click.command()
 @click.argument("subscription_ids", type=int, nargs=-1)
 @json_option
 def sync(subscription_ids: tuple[int, ...], as_json: bool) -> None:
     """Fetch calendar subscriptions now (all, or the given ids), even if not due yet."""
+    from daemon import calendars
+
     app = _app()
     results = calendars.sync(app, app.clock.now(), list(subscription_ids) or None, force=True)
     if as_json:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from daemon.app import App
-from daemon.cli import echo_json, get_app, main
-from daemon.context.prompt import build_prompt
+from daemon.cli import echo_json, get_app
 from daemon.errors import InputError
-from daemon.timeparse import parse_when
+
+if TYPE_CHECKING:
+    from daemon.app import App
 
 DEFAULT_TASK = "喝水"
 
@@ -19,6 +19,9 @@ DEFAULT_TASK = "喝水"
 def context_report(app: App, when: str, tz: str | None = None, task: str = DEFAULT_TASK,
                    offline: bool = False) -> dict[str, Any]:
     """Refresh what is due (unless ``offline``), then the context and prompt for ``when``."""
+    from daemon.context.prompt import build_prompt
+    from daemon.timeparse import parse_when
+
     zone_name = tz or app.settings.daemon.timezone
     try:
         zone = ZoneInfo(zone_name)
@@ -38,7 +41,7 @@ def context_report(app: App, when: str, tz: str | None = None, task: str = DEFAU
     return report
 
 
-@main.command("context")
+@click.command("context")
 @click.option("--at", "when", default="now", show_default=True,
               help="The instant: ISO 8601, 'tomorrow 8:00', '明天早上8点'…")
 @click.option("--tz", help="IANA time zone for --at (default: the configured one).")

@@ -4,15 +4,14 @@ snooze, done, status, run."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from daemon import reminders
-from daemon.app import App
-from daemon.cli import echo_json, get_app, main
-from daemon.store import repo
-from daemon.timeparse import parse_duration
+from daemon.cli import echo_json, get_app
+
+if TYPE_CHECKING:
+    from daemon.app import App
 
 
 def _app() -> App:
@@ -20,9 +19,16 @@ def _app() -> App:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+nag_option = click.option(
+    "--nag", help="Repeat every INTERVAL until acknowledged (5m), or 'none' "
+                  "(default: [daemon] nag).")
+nag_max_option = click.option("--nag-max", type=int,
+                              help="At most this many repeats (default: [daemon] nag_max).")
+priority_option = click.option(
+    "--priority", help="min, low, default, high, max or 1-5 (phone push; repeats raise it).")
 
 
-@main.command()
+@click.command()
 @click.argument("text")
 @click.option("--at", "when", required=True,
               help="When: ISO 8601, 'tomorrow 8:00', 'in 10 minutes', '明天早上8点'…")
@@ -31,17 +37,26 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 @click.option("--lead", help="Prepare the text this long before (90s, 10m, 1h30m).")
 @click.option("--tz", help="IANA time zone of the event (default: the configured one).")
 @click.option("--output", multiple=True, help="Deliver through this output (repeatable).")
+@nag_option
+@nag_max_option
+@priority_option
 def add(text: str, when: str, every: str | None, lead: str | None, tz: str | None,
-        output: tuple[str, ...]) -> None:
+        output: tuple[str, ...], nag: str | None, nag_max: int | None,
+        priority: str | None) -> None:
     """Add a reminder and print its id."""
-    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None)
+    from daemon import reminders
+
+    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None, nag=nag,
+                          nag_max=nag_max, priority=priority)
     click.echo(event.id)
 
 
-@main.command(name="list")
+@click.command(name="list")
 @json_option
 def list_(as_json: bool) -> None:
     """List reminders with their next occurrence."""
+    from daemon import reminders
+
     items = reminders.upcoming(_app())
     if as_json:
         echo_json(items)
@@ -54,23 +69,28 @@ def list_(as_json: bool) -> None:
         click.echo(f"{e['id']:>4}  {nxt:<25}  {rule:<22}  {e['task']}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 @json_option
 def show(event_id: int, as_json: bool) -> None:
     """Show one reminder, its next occurrences and its history."""
+    from daemon import reminders
+
     view = reminders.show(_app(), event_id)
     if as_json:
         echo_json(view)
         return
-    for key in ("id", "task", "start", "timezone", "rule", "lead", "outputs", "paused", "source"):
+    for key in ("id", "task", "start", "timezone", "rule", "lead", "alarm", "outputs", "nag",
+                "nag_max", "priority", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
-    click.echo("     next: " + (", ".join(view["upcoming"]) or "none"))
+    nexts = [at if ring == at else f"{at} (reminder {ring})"  # a calendar alarm rings before
+             for at, ring in zip(view["upcoming"], view["reminders"], strict=True)]
+    click.echo("     next: " + (", ".join(nexts) or "none"))
     for h in view["history"]:
         click.echo(f"  {h['scheduled_at']}  {h['status']:<9}  {h['message'] or ''}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 @click.option("--text", help="New reminder text.")
 @click.option("--at", "when", help="New start time.")
@@ -78,59 +98,79 @@ def show(event_id: int, as_json: bool) -> None:
 @click.option("--lead", help="New lead time.")
 @click.option("--tz", help="New time zone.")
 @click.option("--output", multiple=True, help="New outputs (repeatable).")
+@nag_option
+@nag_max_option
+@priority_option
 def edit(event_id: int, text: str | None, when: str | None, every: str | None, lead: str | None,
-         tz: str | None, output: tuple[str, ...]) -> None:
-    """Change a reminder."""
-    reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None)
+         tz: str | None, output: tuple[str, ...], nag: str | None, nag_max: int | None,
+         priority: str | None) -> None:
+    """Change a reminder ('--nag none' stops its nagging)."""
+    from daemon import reminders
+
+    reminders.edit(_app(), event_id, text, when, every, lead, tz, list(output) if output else None,
+                   nag=nag, nag_max=nag_max, priority=priority)
     click.echo(f"updated {event_id}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 def remove(event_id: int) -> None:
     """Remove a reminder (its delivered history stays in the log)."""
+    from daemon import reminders
+
     reminders.remove(_app(), event_id)
     click.echo(f"removed {event_id}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 def pause(event_id: int) -> None:
     """Pause a reminder: nothing is delivered until it is resumed."""
+    from daemon import reminders
+
     reminders.set_paused(_app(), event_id, True)
     click.echo(f"paused {event_id}")
 
 
-@main.command()
+@click.command()
 @click.argument("event_id", type=int)
 def resume(event_id: int) -> None:
     """Resume a paused reminder."""
+    from daemon import reminders
+
     reminders.set_paused(_app(), event_id, False)
     click.echo(f"resumed {event_id}")
 
 
-@main.command(name="log")
+@click.command(name="log")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000),
               help="How many occurrences.")
 @json_option
 def log_(limit: int, as_json: bool) -> None:
-    """Show delivered, late, missed and failed reminders, newest first."""
+    """Show delivered, late, missed, failed and unacknowledged reminders and their nag
+    repeats, newest first."""
+    from daemon import reminders
+
     rows = reminders.log(_app(), limit)
     if as_json:
         echo_json(rows)
         return
     for r in rows:
+        repeat = f"  (repeat {r['repeat']} of {r['repeat_of']})" if r["repeat"] else ""
+        ack = f"  [done by {r['acknowledged_by']}]" if r["acknowledged_by"] else ""
         click.echo(f"{r['id']:>5}  {r['scheduled_at']}  {r['status']:<9}  {r['task']}"
-                   f"{'  — ' + r['message'] if r['message'] else ''}")
+                   f"{'  — ' + r['message'] if r['message'] else ''}{repeat}{ack}")
 
 
-@main.command()
+@click.command()
 @click.argument("text")
 @click.option("--at", "when", default="now", show_default=True, help="When the reminder is for.")
 @click.option("--tz", help="IANA time zone (default: the configured one).")
 @json_option
 def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
     """Write the reminder text now, without storing or delivering anything."""
+    from daemon import reminders
+
     result = reminders.preview(_app(), text, when, tz)
     if as_json:
         echo_json(result)
@@ -139,55 +179,48 @@ def preview(text: str, when: str, tz: str | None, as_json: bool) -> None:
     click.echo(f"({result['generator']}; {result['prompt']})", err=True)
 
 
-@main.command()
+@click.command()
 @click.argument("occurrence_id", type=int)
 @click.argument("duration", required=False)
 def snooze(occurrence_id: int, duration: str | None) -> None:
-    """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`."""
+    """Remind again after DURATION (default: [desktop] snooze) — ID from `chime log`.
+
+    A nagging reminder's next repeat moves instead."""
+    from daemon import reminders
+    from daemon.timeparse import parse_duration
+
     delay = parse_duration(duration) if duration else None
     new_id = reminders.snooze(_app(), occurrence_id, delay)
     click.echo(new_id)
 
 
-@main.command()
+@click.command()
 @click.argument("occurrence_id", type=int)
 def done(occurrence_id: int) -> None:
-    """Mark a delivered reminder as done — ID from `chime log`."""
-    reminders.done(_app(), occurrence_id)
+    """Mark a delivered reminder as done (stops its nagging) — ID from `chime log`."""
+    from daemon import reminders
+
+    reminders.done(_app(), occurrence_id, by="cli")
     click.echo(f"done {occurrence_id}")
 
 
-@main.command()
+@click.command()
 @json_option
 def status(as_json: bool) -> None:
-    """Is the daemon running, and what comes next."""
-    from daemon.service import alive
+    """Is the daemon running, and what comes next (the web's status page shows the same)."""
+    from daemon.status import overview
 
-    app = _app()
-    with app.db.session() as s:
-        heartbeat = repo.read_heartbeat(s)
-    running = alive(heartbeat, app.settings.daemon.heartbeat)
-    items = [e for e in reminders.upcoming(app) if e["next"]]
-    items.sort(key=lambda e: e["next"])
-    nexts = [{"id": e["id"], "task": e["task"], "at": e["next"]} for e in items[:5]]
-    from daemon.generation.lora import memory_need_mb
-    from daemon.guards import describe
-
-    guard = describe(app.settings.guards, need_mb=memory_need_mb(app.settings), db=app.db)
-    data: dict[str, Any] = {
-        "running": running,
-        "pid": heartbeat.get("pid") if heartbeat and running else None,
-        "heartbeat": heartbeat.get("at") if heartbeat else None,
-        "database": str(app.settings.db_path),
-        "next": nexts,
-        "guard": guard,
-    }
+    data: dict[str, Any] = overview(_app())
+    running, nexts, guard = data["running"], data["next"], data["guard"]
     if as_json:
         echo_json(data)
     else:
         state = f"running (pid {data['pid']})" if running else "not running"
         click.echo(f"daemon: {state}; last heartbeat {data['heartbeat'] or 'never'}")
         click.echo(f"database: {data['database']}")
+        if data["clock"] == "waiting":
+            click.echo("clock: waiting for the system clock to be synchronised; until then no "
+                       "reminder is delivered late or recorded as missed")
         for n in nexts:
             click.echo(f"  next: {n['at']}  {n['task']}")
         hottest = guard["readings"].get("hottest")
@@ -196,11 +229,14 @@ def status(as_json: bool) -> None:
                    f"{f'; hottest {hottest}' if hottest else ''}")
         for d in guard["decisions"][:3]:
             click.echo(f"  {d['at']}  {d['decision']}  {d['reason']}")
+        click.echo(f"model: {'usable' if data['model']['usable'] else data['model']['reason']}")
+        fetched = data["weather"]["fetched_at"]
+        click.echo(f"weather: {'fetched ' + fetched if fetched else 'no forecast cached'}")
     if not running:
         sys.exit(3)
 
 
-@main.command()
+@click.command()
 def run() -> None:
     """Run the daemon in the foreground (logs to stderr; SIGTERM stops, SIGHUP reloads)."""
     import logging

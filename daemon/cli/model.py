@@ -11,14 +11,12 @@ from typing import Any
 
 import click
 
-from daemon.cli import echo_json, get_app, main
+from daemon.cli import echo_json, get_app
 from daemon.errors import InputError
-from daemon.generation import lora
-from daemon.generation.files import dir_size
 from daemon.generation.train import TRAINING_JSON, HyperParameters
 
 
-@main.group()
+@click.group()
 def model() -> None:
     """The local character model: pull it, build the int8 artifact, show what is installed."""
 
@@ -32,10 +30,11 @@ def pull(only: str | None, revision: str | None) -> None:
     Only the needed files are fetched, each checked against the hub's sha256; a pickled
     adapter_model.bin is converted to safetensors once, so nothing is unpickled at run time.
     """
+    from daemon.generation import supervisor
     from daemon.generation.files import pull as fetch
 
     settings = get_app(click.get_current_context()).settings
-    files = lora.model_files(settings)
+    files = supervisor.model_files(settings)
     files.root.mkdir(parents=True, exist_ok=True)
     for part, source in (("base", settings.model.base), ("adapter", settings.model.adapter)):
         if only and part != only:
@@ -63,9 +62,10 @@ def build(separate: bool, embedding: str, vocab: int, no_measure: bool) -> None:
     if vocab < 0:
         raise InputError("--vocab must be 0 (keep) or a positive number of tokens")
     from daemon.generation import model as builder
+    from daemon.generation import supervisor
 
     settings = get_app(click.get_current_context()).settings
-    files = lora.model_files(settings)
+    files = supervisor.model_files(settings)
     meta = builder.build(files, merge=not separate, embedding=embedding, vocab=vocab)
     click.echo(f"built {files.artifact} ({_mb(meta['size_bytes'])}, vocabulary "
                f"{meta['vocab_size']}, {'merged' if meta['merged'] else 'separate'} LoRA) "
@@ -74,7 +74,7 @@ def build(separate: bool, embedding: str, vocab: int, no_measure: bool) -> None:
         return
     trial = copy.deepcopy(settings)
     trial.model.backend, trial.model.device = "torch-int8", "cpu"
-    info = lora.measure(trial)
+    info = supervisor.measure(trial)
     need = math.ceil(float(info.get("peak_rss_mb") or 0))
     files.write_artifact_meta({"memory_need_mb": need, "measured": {
         k: info.get(k) for k in ("engine", "load_s", "tok_per_s", "peak_rss_mb")}})
@@ -178,15 +178,16 @@ def train(data: Path, out: Path, name: str | None, base: Path | None, allow_bad:
     lines is refused unless --allow-bad. Ctrl-C saves a checkpoint; --resume continues it.
     Install the result with [model] adapter = "OUT", chime model pull and chime model build.
     """
-    from daemon.generation import checkpoint, dataset
+    from daemon.generation import checkpoint, dataset, supervisor
     from daemon.generation import train as trainer
 
     ctx = click.get_current_context()
     settings = get_app(ctx).settings
     state = checkpoint.check_out(out, resume)
     hyper = _hyper(ctx, options, state)
-    base = base or lora.model_files(settings).base
-    if lora.model_files(settings).missing("base") and base == lora.model_files(settings).base:
+    files = supervisor.model_files(settings)
+    base = base or files.base
+    if base == files.base and files.missing("base"):
         raise InputError(f"no base model in {base}: run `chime model pull --only base` "
                          "(or pass --base DIR)")
     checked = dataset.read(data)
@@ -242,20 +243,23 @@ def _hyper(ctx: click.Context, options: dict[str, Any],
 
 def describe(settings: Any) -> dict[str, Any]:
     """What ``chime model info`` (and ``chime doctor``) report about the model."""
-    files = lora.model_files(settings)
+    from daemon.generation import supervisor
+    from daemon.generation.files import dir_size
+
+    files = supervisor.model_files(settings)
     parts = {}
     for part in ("base", "adapter", "int8"):
         problem = files.missing(part)
         folder = files.root / part
         parts[part] = {"ok": problem is None, "problem": problem, "size_bytes": dir_size(folder),
                        "source": source_of(folder)}
-    why = lora.unavailable(settings)
+    why = supervisor.unavailable(settings)
     meta = files.artifact_meta()
     return {"models_dir": str(files.root), "backend": settings.model.backend,
             "device": settings.model.device, "kernel": settings.model.kernel,
             "enabled": settings.model.enabled, "parts": parts,
             "artifact": {k: v for k, v in meta.items() if k not in ("base", "adapter")},
-            "memory_need_mb": lora.memory_need_mb(settings), "usable": why is None,
+            "memory_need_mb": supervisor.memory_need_mb(settings), "usable": why is None,
             "why_not": why, "character": character(files.adapter, source_of(files.adapter))}
 
 

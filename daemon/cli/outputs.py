@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from daemon.cli import echo_json, get_app, main
+from daemon.cli import echo_json, get_app
 from daemon.errors import ChimeError, InputError
 from daemon.outputs import base as outputs
-from daemon.outputs.base import Reminder
 
 SAMPLE_TASK = "测试提醒"
 SAMPLE_MESSAGE = "这是一条来自 chime 的测试提醒，听到或看到就说明这个输出能用。"
@@ -26,7 +25,7 @@ def describe(name: str) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-@main.command(name="outputs")
+@click.command(name="outputs")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_outputs(as_json: bool) -> None:
     """List the known outputs; '*' marks the default ones ([daemon] outputs)."""
@@ -41,13 +40,15 @@ def list_outputs(as_json: bool) -> None:
         click.echo(f"{mark} {item['name']:<8}  {item['description']}")
 
 
-@main.command(name="test-output")
+@click.command(name="test-output")
 @click.argument("name")
 @click.option("--task", default=SAMPLE_TASK, show_default=True, help="The sample's task.")
 @click.option("--message", default=SAMPLE_MESSAGE, help="The sample's text.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def test_output(name: str, task: str, message: str, as_json: bool) -> None:
     """Send a sample reminder through output NAME and report the result (exit 1 on failure)."""
+    from daemon.outputs.base import Reminder
+
     outputs.check_names([name], InputError)
     app = get_app(click.get_current_context())
     now = app.clock.now().astimezone(app.settings.tz).replace(microsecond=0)

@@ -39,6 +39,7 @@ WEEKEND_WORD = "双休日"
 WORKDAY_WORD = "工作日"
 EVE_WORD = "除夕"
 MAX_FEED_NAME = 20
+MAX_FEED_EVENTS = 5000  # a holiday feed holds a few hundred; more would be slow to parse
 
 # chinese-calendar's names → the words the LoRA knows.
 CN_WORDS = {
@@ -237,6 +238,8 @@ def validate_feed(body: str) -> None:
 
     if not body.lstrip("\ufeff \r\n").startswith("BEGIN:VCALENDAR"):
         raise ValueError("the holiday feed is not an iCalendar document")
+    if body.count("BEGIN:VEVENT") > MAX_FEED_EVENTS:
+        raise ValueError(f"the holiday feed has more than {MAX_FEED_EVENTS} events")
     try:
         icalendar.Calendar.from_ical(body)
     except Exception as exc:  # icalendar raises ValueError and friends

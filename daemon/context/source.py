@@ -35,7 +35,8 @@ from daemon.context.weather import (
     WeatherService,
     unknown,
 )
-from daemon.http import FetchPolicy, cached_document, fetch_cached
+from daemon.http import FetchPolicy, new_session
+from daemon.http_cache import cached_document, fetch_cached
 from daemon.store.db import Database
 
 log = logging.getLogger("daemon.context")
@@ -63,7 +64,7 @@ class ContextProvider:
         w = settings.weather
         self.policy = FetchPolicy(connect_timeout=w.connect_timeout, read_timeout=w.read_timeout,
                                   retries=w.retries, sleep=sleep)
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.weather: WeatherService | None = None
         loc = settings.location
         if loc.latitude is not None and loc.longitude is not None:
@@ -88,9 +89,11 @@ class ContextProvider:
             feed = self.settings.days.holiday_feed
             if feed:
                 try:
-                    fetch_cached(self.db, self.session, feed, now=now, policy=self.policy,
-                                 min_interval=self.settings.days.feed_refresh,
-                                 validate=validate_feed)
+                    doc = fetch_cached(self.db, self.session, feed, now=now, policy=self.policy,
+                                       min_interval=self.settings.days.feed_refresh,
+                                       validate=validate_feed)
+                    if doc.error is not None:
+                        log.warning("holiday feed: %s; the cached feed stays in use", doc.error)
                 except Exception:
                     log.exception("refreshing the holiday feed failed")
         finally:

@@ -28,7 +28,8 @@ from typing import Any
 import requests
 
 from daemon.errors import FetchError, FetchHTTPError, FetchPayloadError
-from daemon.http import FetchPolicy, describe_url, is_due, request
+from daemon.http import FetchPolicy, describe_url, request
+from daemon.http_cache import is_due
 from daemon.store.db import Database
 from daemon.store.models import Forecast
 

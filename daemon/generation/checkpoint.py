@@ -15,11 +15,13 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.errors import InputError
-from daemon.generation.dataset import DataSet
 from daemon.generation.files import write_json
+
+if TYPE_CHECKING:
+    from daemon.generation.dataset import DataSet
 
 FORMAT = "chime-character/1"
 CHECKPOINT = "checkpoint"

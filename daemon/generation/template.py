@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from daemon.context import Context
 from daemon.context.prompt import sanitize_task
@@ -90,3 +91,25 @@ class TemplateGenerator:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def start_note(rings_at: datetime, starts_at: datetime) -> str:
+    """When the event starts, said from the moment its alarm rings: ``14:00开始（还有15分钟）。``
+
+    Added to every text (template or model) of a reminder that rings before its event;
+    ``starts_at`` is in the event's zone.
+    """
+    local_ring = rings_at.astimezone(starts_at.tzinfo)
+    days = (starts_at.date() - local_ring.date()).days
+    day = {0: "", 1: "明天", 2: "后天"}.get(days, f"{starts_at.month}月{starts_at.day}日")
+    return f"{day}{starts_at:%H:%M}开始（还有{_span(starts_at - rings_at)}）。"
+
+
+def _span(left: timedelta) -> str:
+    minutes = max(0, round(left.total_seconds() / 60))
+    if minutes < 60:
+        return f"{minutes}分钟"
+    hours, rest = divmod(minutes, 60)
+    if hours >= 48:
+        return f"{round(minutes / 1440)}天"
+    return f"{hours}小时" + (f"{rest}分钟" if rest else "")

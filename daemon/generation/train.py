@@ -25,14 +25,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.context.prompt import END_MARKER
 from daemon.errors import ChimeError, InputError
 from daemon.generation import checkpoint, validate
 from daemon.generation.checkpoint import CHECKPOINT, FORMAT, CtrlC
-from daemon.generation.dataset import DataSet, Example
 from daemon.generation.files import weight_files, write_json
+
+if TYPE_CHECKING:
+    from daemon.generation.dataset import DataSet, Example
 
 log = logging.getLogger("daemon.generation.train")
 

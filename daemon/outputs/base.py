@@ -28,6 +28,8 @@ class Reminder:
     message: str
     scheduled_at: datetime  # aware; its zone is the event's
     late: bool = False
+    repeat: int = 0  # 0: the reminder; n: its n-th nag repeat
+    priority: int | None = None  # 1 (min) … 5 (max) set on the event; None: the output's own
 
 
 class Actions(Protocol):
@@ -62,6 +64,7 @@ REGISTRY: dict[str, str] = {
     "desktop": "daemon.outputs.desktop:DesktopOutput",
     "speaker": "daemon.outputs.speaker:SpeakerOutput",
     "webhook": "daemon.outputs.webhook:WebhookOutput",
+    "ntfy": "daemon.outputs.ntfy:NtfyOutput",
 }
 
 

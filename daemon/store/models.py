@@ -93,8 +93,14 @@ class Event(Base):
     rdates: Mapped[list[str]] = mapped_column(JSON, default=list)
     exdates: Mapped[list[str]] = mapped_column(JSON, default=list)
     lead_s: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
+    # A calendar alarm: the reminder rings this long before the start (None: at the start).
+    alarm_s: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[int | None] = mapped_column(Integer)  # a calendar event's length
     outputs: Mapped[list[str] | None] = mapped_column(JSON)  # None: the configured default
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    nag_s: Mapped[int | None] = mapped_column(Integer)  # repeat interval; None: default, 0: off
+    nag_max: Mapped[int | None] = mapped_column(Integer)  # None: [daemon] nag_max
+    priority: Mapped[int | None] = mapped_column(Integer)  # 1 (min) … 5 (max); None: default
     source: Mapped[str] = mapped_column(String(32), default="manual")  # manual | ics | feed
     uid: Mapped[str | None] = mapped_column(Text)  # calendar UID (+ RECURRENCE-ID)
     subscription_id: Mapped[int | None] = mapped_column(
@@ -114,7 +120,8 @@ class Occurrence(Base):
         ForeignKey("events.id", ondelete="SET NULL"), index=True
     )
     task: Mapped[str] = mapped_column(Text)
-    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # when it rings
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: as scheduled_at
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     message: Mapped[str | None] = mapped_column(Text)
     generator: Mapped[str | None] = mapped_column(String(32))
@@ -125,6 +132,10 @@ class Occurrence(Base):
     error: Mapped[str | None] = mapped_column(Text)
     snoozed_from: Mapped[int | None] = mapped_column(ForeignKey("occurrences.id"))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(16))  # cli|desktop|web|push
+    repeat: Mapped[int] = mapped_column(Integer, default=0)  # 0: the reminder; n: n-th nag
+    repeat_of: Mapped[int | None] = mapped_column(ForeignKey("occurrences.id"), index=True)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # no nag before this
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

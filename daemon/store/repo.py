@@ -95,22 +95,26 @@ def remove_event(s: Session, event: Event) -> None:
 
 
 def drop_open_occurrences(s: Session, event_id: int, *, keep_snoozes: bool = True) -> None:
-    """Forget prepared texts that a change made stale; delivered history stays."""
+    """Forget prepared texts that a change made stale; delivered history stays, and so do
+    snoozed and nag repeats of reminders already delivered (unless ``keep_snoozes`` is off)."""
     query = delete(Occurrence).where(
         Occurrence.event_id == event_id, Occurrence.status.in_(OPEN_STATUSES)
     )
     if keep_snoozes:
-        query = query.where(Occurrence.snoozed_from.is_(None))
+        query = query.where(Occurrence.snoozed_from.is_(None), Occurrence.repeat_of.is_(None))
     s.execute(query)
 
 
 # --- occurrences ------------------------------------------------------------------------------
 
-def ensure_occurrence(s: Session, event: Event, scheduled_at: datetime) -> Occurrence:
-    """The row for (event, instant), created pending if it does not exist yet."""
+def ensure_occurrence(s: Session, event: Event, scheduled_at: datetime,
+                      starts_at: datetime | None = None) -> Occurrence:
+    """The row for (event, instant it rings), created pending if it does not exist yet;
+    ``starts_at`` is when the event starts, if that is not when it rings (an alarm)."""
     s.execute(
         sqlite_insert(Occurrence)
         .values(event_id=event.id, task=event.task, scheduled_at=scheduled_at,
+                starts_at=starts_at if starts_at != scheduled_at else None,
                 status="pending", created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["event_id", "scheduled_at"])
     )

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from daemon.config import GuardSettings
     from daemon.store.db import Database
 
-log = logging.getLogger("daemon.guards")
+log = logging.getLogger("daemon.generation.guards")
 
 DEFAULT_START_C = 75.0  # start limit when the board has no passive trip point
 DEFAULT_ABORT_C = 85.0  # abort limit when the board has no passive trip point

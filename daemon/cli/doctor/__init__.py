@@ -5,19 +5,26 @@ unwritable database, an output you enabled that cannot work), a warning that it 
 (template text instead of the model, no weather word, no temperature guard). A check that
 crashes is reported as a warning, never as a traceback. The location is redacted.
 
-The checks live in ``model.py`` (torch, GPU, int8, model files, memory) and ``system.py``
-(Python, sensors, outputs, database, daemon, weather, clock).
+The command and the report live here; the checks in ``model.py`` (torch, GPU, int8, model files,
+memory) and ``system.py`` (Python, sensors, outputs (desktop, speaker, ntfy), database, daemon,
+weather, clock).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from daemon.config import Settings, load_settings
+import click
+
+from daemon.cli import echo_json
 from daemon.errors import ChimeError
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 REDACTED = "**REDACTED**"
@@ -66,7 +73,7 @@ class Doctor:
     def probe(self) -> dict[str, Any]:
         """What a fresh interpreter finds of torch, CUDA and the int8 backends (cached)."""
         if self.torch_info is None:
-            from daemon.doctor.model import probe_torch
+            from daemon.cli.doctor.model import probe_torch
 
             self.torch_info = probe_torch()
         return self.torch_info
@@ -82,6 +89,8 @@ class Doctor:
 
 def run(config: str | None = None, db: str | None = None, hashes: bool = False) -> Report:
     """Run every check; never raises for what it finds."""
+    from daemon.config import load_settings
+
     checks: list[Check] = []
     settings: Settings | None = None
     try:
@@ -103,13 +112,13 @@ def run(config: str | None = None, db: str | None = None, hashes: bool = False) 
 
 
 def _checks(doc: Doctor) -> list[Check]:
-    from daemon.doctor import model, system
+    from daemon.cli.doctor import model, system
 
     every: list[tuple[Callable[[Doctor], Check], bool]] = [  # (check, needs the settings)
         (system.check_python, False), (model.check_torch, False), (model.check_gpu, False),
         (model.check_int8, False), (model.check_model_files, True), (model.check_memory, True),
         (system.check_sensors, True), (system.check_desktop, False),
-        (system.check_speaker, True), (system.check_database, True),
+        (system.check_speaker, True), (system.check_ntfy, True), (system.check_database, True),
         (system.check_daemon, True), (system.check_weather, True), (system.check_clock, False),
     ]
     checks = []
@@ -143,3 +152,17 @@ def redacted_config(s: Settings | None) -> dict[str, Any]:
     }
 
 
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--hashes", is_flag=True,
+              help="Also compute the SHA-256 of large model files (slow on a board).")
+def doctor(as_json: bool, hashes: bool) -> None:
+    """Check what works on this machine, each problem with a one-line fix."""
+    lazy = click.get_current_context().find_root().obj
+    report = run(config=lazy.config, db=lazy.db, hashes=hashes)
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        click.echo(report.as_text())
+    if not report.ok:
+        sys.exit(1)

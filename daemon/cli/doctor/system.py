@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from daemon.doctor import ERROR, OK, WARNING, Check, Doctor
+from daemon.cli.doctor import ERROR, OK, WARNING, Check, Doctor
 from daemon.errors import ChimeError
 
 CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -46,7 +46,7 @@ def check_python(doc: Doctor) -> Check:
 # --- the board --------------------------------------------------------------------------
 
 def check_sensors(doc: Doctor) -> Check:
-    from daemon import guards
+    from daemon.generation import guards
 
     assert doc.settings is not None
     info = guards.describe(doc.settings.guards)
@@ -149,6 +149,36 @@ def check_speaker(doc: Doctor) -> Check:
                          "plug in a speaker; in Docker: --device /dev/snd --group-add audio")
     return Check("speaker", OK, f"{speaker.engine_label} ({seconds:.1f} s test phrase), "
                  f"player {player}")
+
+
+def check_ntfy(doc: Doctor) -> Check:
+    import requests
+
+    from daemon.http import FetchPolicy, request
+    from daemon.outputs.ntfy import NtfyOutput
+
+    assert doc.settings is not None
+    status, conf, web = doc.needed("ntfy"), doc.settings.ntfy, doc.settings.web
+    if not conf.topic and "ntfy" not in doc.outputs:
+        return Check("ntfy", OK, "not used (phone push: set [ntfy] topic, add --output ntfy)")
+    try:
+        output = NtfyOutput(doc.settings)
+    except ChimeError as exc:
+        return Check("ntfy", status, str(exc), "see docs/outputs.md (ntfy)")
+    output.close()
+    policy = FetchPolicy(connect_timeout=3, read_timeout=5, retries=0, total_timeout=10)
+    try:  # ntfy's health endpoint: publishes nothing
+        with requests.Session() as session:
+            request(session, output.url + "v1/health", policy=policy)
+    except ChimeError as exc:
+        return Check("ntfy", status, f"server unreachable: {exc}",
+                     "check [ntfy] url and the network; pushes fail until it answers")
+    if not web.public_url:
+        return Check("ntfy", WARNING, f"{output.host} reachable; no 完成/稍后提醒 buttons on the "
+                     "phone: [web] public_url is not set",
+                     "set [web] public_url to the address your phone reaches `chime web` at "
+                     "(e.g. http://192.168.1.5:8765) and run chime web")
+    return Check("ntfy", OK, f"{output.host} reachable; buttons call {web.public_url}")
 
 
 # --- data and network -------------------------------------------------------------------

@@ -32,10 +32,10 @@ from daemon.errors import GenerationError
 from daemon.generation import validate
 from daemon.generation.base import Draft, Request
 from daemon.generation.files import ModelFiles
-from daemon.guards import WorkerGuard
+from daemon.generation.guards import WorkerGuard
 
 DELIVERY_MARGIN_S = 1.0  # a batch ends this long before its earliest reminder is due
-log = logging.getLogger("daemon.generation.lora")
+log = logging.getLogger("daemon.generation.supervisor")
 wlog = logging.getLogger("daemon.generation.worker")
 _EOF = object()
 

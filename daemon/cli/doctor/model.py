@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from daemon.cli.doctor import OK, WARNING, Check, Doctor
 from daemon.config import Settings
-from daemon.doctor import OK, WARNING, Check, Doctor
 from daemon.generation.files import sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")

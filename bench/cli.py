@@ -1,0 +1,73 @@
+"""Wall time of whole `chime` commands, each a fresh process, with 1 000 events in the database.
+
+Run: .venv/bin/python bench/cli.py [--events 1000] [--runs 10]
+
+Goals: ``--version`` and ``--help`` ≤ 0.15 s, ``list`` and ``add`` ≤ 0.35 s. Prints the best
+and the median of ``--runs`` runs per command and the modules each one imports (sqlalchemy,
+requests, daemon.app: the heavy ones a command should import only when it uses them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import fill
+
+COMMANDS = {
+    "--version": ["--version"],
+    "--help": ["--help"],
+    "list": ["list"],
+    "add": ["add", "喝水", "--at", "tomorrow 8:00"],
+}
+HEAVY = ("sqlalchemy", "requests", "daemon.app", "icalendar", "apscheduler")
+PROBE = ("import runpy, sys, json, atexit\n"
+         "atexit.register(lambda: print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)),"
+         " file=sys.stderr))\n"
+         "sys.argv = ['chime'] + {args!r}\n"
+         "runpy.run_module('daemon', run_name='__main__')\n")
+
+
+def timed(args: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "daemon", *args], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def heavy_imports(args: list[str], env: dict[str, str]) -> list[str]:
+    """The heavy modules loaded by the time the command exits."""
+    done = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY, args=args)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          check=False)
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        fill(db, args.events)
+        env = {**os.environ, "CHIME_DB": str(db), "XDG_CONFIG_HOME": tmp,
+               "XDG_DATA_HOME": tmp, "XDG_CACHE_HOME": tmp}
+        env.pop("CHIME_CONFIG", None)
+        for name, cmd in COMMANDS.items():
+            timed(cmd, env)  # warm the page cache and .pyc files
+            runs = [timed(cmd, env) for _ in range(args.runs)]
+            print(json.dumps({"command": f"chime {name}", "best_s": round(min(runs), 3),
+                              "median_s": round(statistics.median(runs), 3),
+                              "imports": heavy_imports(cmd, env)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""ntfy output: push each reminder to a phone through an ntfy server (ntfy.sh or your own).
+
+Each reminder is one JSON publish (``POST`` to the server's base URL, as ntfy documents it):
+``topic``, ``title`` (the task), ``message`` (the text), ``priority`` (1 min … 5 max: the
+event's ``--priority`` or ``[ntfy] priority``, one level higher per nag repeat), ``tags``, and,
+when ``[web] public_url`` is set, two ``http`` action buttons — 完成 and 稍后提醒 — that POST
+to chime's web API with the web token, so pressing them on the phone acknowledges or snoozes
+the reminder. ``[ntfy] token`` (``Authorization: Bearer``) or ``user`` + ``password`` (Basic)
+authenticate to the server. The publish is not retried (a retry after a timeout could push
+twice); any failure is an ``OutputError``, recorded for this output only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+
+from daemon.errors import ChimeError, ConfigError, FetchError, OutputError
+from daemon.http import FetchPolicy, request
+from daemon.outputs.base import Actions, Reminder
+from daemon.priority import parse_priority, raised
+from daemon.timeparse import format_duration
+from daemon.web.token import ensure_token
+
+if TYPE_CHECKING:
+    from daemon.config import Settings
+
+log = logging.getLogger("daemon.outputs.ntfy")
+
+TOPIC = re.compile(r"[-_A-Za-z0-9]{1,64}")  # what ntfy accepts as a topic name
+DONE_LABEL, SNOOZE_LABEL = "完成", "稍后提醒"
+
+
+def action_urls(public_url: str, occurrence_id: int) -> tuple[str, str]:
+    """The web API's done and snooze URLs for one occurrence, marked as pressed on the phone."""
+    base = f"{public_url.rstrip('/')}/api/occurrences/{occurrence_id}"
+    return f"{base}/done?via=push", f"{base}/snooze?via=push"
+
+
+class NtfyOutput:
+    """Publishes each reminder to an ntfy topic, with 完成 / 稍后提醒 buttons."""
+
+    name = "ntfy"
+
+    def __init__(self, settings: Settings, actions: Actions | None = None) -> None:
+        conf = settings.ntfy
+        parts = urlsplit(conf.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"[ntfy] url: expected an http:// or https:// URL, got {conf.url!r}")
+        if not conf.topic:
+            raise ConfigError("[ntfy] topic: not set (pick a name that is hard to guess: "
+                              "anyone who knows it can read your reminders on ntfy.sh)")
+        if not TOPIC.fullmatch(conf.topic):
+            raise ConfigError(f"[ntfy] topic: {conf.topic!r} is not a valid topic (letters, "
+                              f"digits, - and _, at most 64)")
+        self.settings = settings
+        self.url = conf.url.rstrip("/") + "/"
+        self.topic, self.tags = conf.topic, list(conf.tags)
+        self.priority = parse_priority(conf.priority)
+        self.host = parts.hostname
+        self.headers = {"Content-Type": "application/json; charset=utf-8"}
+        if conf.token:
+            self.headers["Authorization"] = f"Bearer {conf.token}"
+        self.auth = (conf.user, conf.password) if conf.user else None
+        self.policy = FetchPolicy(connect_timeout=conf.timeout, read_timeout=conf.timeout,
+                                  retries=0, total_timeout=conf.timeout, max_bytes=65536)
+        self.session = requests.Session()
+        self.session.auth = self.auth
+
+    def send(self, reminder: Reminder) -> str:
+        body = self.publication(reminder)
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        try:
+            reply = request(self.session, self.url, policy=self.policy, headers=self.headers,
+                            method="POST", body=data, follow_redirects=False)
+        except FetchError as exc:
+            raise OutputError(f"ntfy: {exc}") from None
+        try:
+            answer = reply.json()
+        except FetchError:
+            answer = {}
+        message_id = answer.get("id") if isinstance(answer, dict) else None
+        buttons = " with buttons" if "actions" in body else ""
+        return f"published {message_id or '(no id)'} to {self.host}, priority " \
+               f"{body['priority']}{buttons}"
+
+    def publication(self, reminder: Reminder) -> dict[str, Any]:
+        """The JSON message ntfy receives for ``reminder``."""
+        body: dict[str, Any] = {
+            "topic": self.topic,
+            "title": reminder.task,
+            "message": reminder.message,
+            "priority": raised(reminder.priority or self.priority, reminder.repeat),
+        }
+        if self.tags:
+            body["tags"] = self.tags
+        buttons = self.buttons(reminder.occurrence_id)
+        if buttons:
+            body["actions"] = buttons
+        return body
+
+    def buttons(self, occurrence_id: int | None) -> list[dict[str, Any]]:
+        """完成 and 稍后提醒 as ntfy ``http`` actions; none without ``[web] public_url``."""
+        public_url = self.settings.web.public_url
+        if occurrence_id is None or not public_url:
+            return []
+        try:
+            token = ensure_token(self.settings)
+        except ChimeError as exc:  # the push still goes out, without buttons
+            log.warning("ntfy buttons left out: %s", exc)
+            return []
+        done, snooze = action_urls(public_url, occurrence_id)
+        auth = {"Authorization": f"Bearer {token}"}
+        later = {"for": format_duration(self.settings.desktop.snooze)}
+        return [
+            {"action": "http", "label": DONE_LABEL, "url": done, "method": "POST",
+             "headers": auth, "clear": True},
+            {"action": "http", "label": SNOOZE_LABEL, "url": snooze, "method": "POST",
+             "headers": {**auth, "Content-Type": "application/json"},
+             "body": json.dumps(later), "clear": True},
+        ]
+
+    def close(self) -> None:
+        self.session.close()
