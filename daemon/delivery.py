@@ -331,7 +331,8 @@ class Courier:
             events = {e.id: e for e in repo.list_events(s, include_paused=False)}
             for event in events.values():
                 start = max(since, event.updated_at)
-                for at, starts in rings(event, alarm_of(event.alarm_s), start, until):
+                for at, starts in rings(event, alarm_of(event.alarm_s), start, until,
+                                         self.app.workdays):
                     todo[(event.id, at)] = (False, starts)
             statuses = ("pending", "prepared", "delivering") if startup else ("pending", "prepared")
             for occ in repo.open_occurrences(s, until):

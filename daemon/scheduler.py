@@ -54,7 +54,7 @@ def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot
 
         for event in events.values():
             for at, starts_at in rings(event, alarm_of(event.alarm_s),
-                                       max(start, event.updated_at), end):
+                                       max(start, event.updated_at), end, app.workdays):
                 add(event.id, at, starts_at)
         for occ in repo.open_occurrences(s, end):
             if occ.event_id in events and occ.status != "delivering" and occ.scheduled_at >= start:
