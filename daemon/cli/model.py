@@ -209,11 +209,11 @@ def train(data: Path, out: Path, name: str | None, base: Path | None, allow_bad:
          "repetition_penalty": m.repetition_penalty, "max_new_tokens": m.max_new_tokens},
         device, precision, max(checks, 0), progress=not no_progress)
     record = trainer.run(job, state, lambda line: click.echo(line, err=True))
-    rate = record["delivery_checks"]["pass_rate"]
-    loss = record["eval_loss"]
-    click.echo(f"wrote {out} ({record['name']}): eval loss {loss['before']} → {loss['after']}, "
-               f"delivery checks passed {rate['before']} → {rate['after']} on "
-               f"{record['delivery_checks']['prompts']} held-out prompts")
+    judged, loss = record["delivery_checks"], record["eval_loss"]
+    click.echo(f"wrote {out} ({record['name']}): eval loss {loss['before']} → {loss['after']}"
+               + (f", delivery checks passed {_share(judged['pass_rate']['before'])} → "
+                  f"{_share(judged['pass_rate']['after'])} of {judged['prompts']} held-out "
+                  "prompts" if judged["prompts"] else ""))
     click.echo(f"install it: set [model] adapter = \"{out.resolve()}\", then "
                "`chime model pull --only adapter` and `chime model build`")
 
@@ -286,6 +286,10 @@ def character(adapter: Path, source: str | None) -> dict[str, Any] | None:
             "eval_loss": record.get("eval_loss"), "pass_rate": checks.get("pass_rate")}
 
 
+def _share(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.0%}"
+
+
 def _character_line(info: dict[str, Any] | None) -> str:
     if info is None:
         return "none (no adapter pulled)"
@@ -294,7 +298,7 @@ def _character_line(info: dict[str, Any] | None) -> str:
     rate = info.get("pass_rate") or {}
     line = f"{info['name']} (trained {info.get('finished_at')}"
     if rate.get("after") is not None:
-        line += f", delivery checks {rate.get('before'):.0%} → {rate['after']:.0%}"
+        line += f", delivery checks {_share(rate.get('before'))} → {_share(rate['after'])}"
     return line + ")"
 
 

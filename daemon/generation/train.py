@@ -147,7 +147,7 @@ def choose(device: str, precision: str, parameters: int) -> tuple[str, str, str]
     import psutil
 
     free = psutil.virtual_memory().available
-    need = parameters * 4 * 1.3  # fp32 weights + activations and optimizer of the LoRA
+    need = parameters * 4 * 1.5  # fp32 weights; loading peaks at 1.5× (docs/benchmarks.md)
     if need > free:
         return device, "bf16", (f"CPU: fp32 needs about {need / 1e9:.1f} GB, "
                                 f"{free / 1e9:.1f} GB available")
@@ -288,8 +288,9 @@ def run(job: Job, state: dict[str, Any] | None, echo: Echo) -> dict[str, Any]:
     echo(f"training {job.name!r} on {len(job.train)} examples ({len(job.held_out)} held out), "
          f"base {parameters / 1e6:.3g} M parameters, {device} {precision} ({why})")
     if device == "cpu" and parameters > SLOW_CPU_PARAMETERS:
-        echo("a base this size is slow to train on a CPU (hours; a CUDA GPU takes minutes): "
-             "the time per step follows once measured")
+        echo("a base this size is slow to train on a CPU (hours; a CUDA GPU takes minutes), "
+             f"and writing the {min(job.checks, len(job.held_out))} check texts before and "
+             "after takes minutes too (--checks): the time per step follows once measured")
     torch.manual_seed(h.seed)  # the LoRA's initial weights
     model, tokenizer = _load(job, device, precision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
@@ -321,6 +322,7 @@ def run(job: Job, state: dict[str, Any] | None, echo: Echo) -> dict[str, Any]:
     else:
         checkpoint.restore(job.out, model, optimizer, scheduler)
         state["resumed_at"].append(state["step"])
+        state["name"] = job.name
         echo(f"resuming at step {state['step']} of {total}")
     job.out.mkdir(parents=True, exist_ok=True)
     model.train()
