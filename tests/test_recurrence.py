@@ -31,6 +31,8 @@ WEEKLY_MO_FR = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"
         ("每个周日", "FREQ=WEEKLY;BYDAY=SU"),
         ("周末", "FREQ=WEEKLY;BYDAY=SA,SU"),
         ("周一到周五", WEEKLY_MO_FR),
+        ("每周一至周三", "FREQ=WEEKLY;BYDAY=MO,TU,WE"),
+        ("每半小时", "FREQ=MINUTELY;INTERVAL=30"),
         ("每两周", "FREQ=WEEKLY;INTERVAL=2"),
         ("每两周的周一", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO"),
         ("隔周周五", "FREQ=WEEKLY;INTERVAL=2;BYDAY=FR"),
