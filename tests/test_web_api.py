@@ -183,6 +183,9 @@ def test_oversize_upload_is_413_and_stores_nothing(web: WebServer, db_path: Path
     assert r.status_code == 413
     r = web.post("/api/reminders", data=b'{"text": "' + b"x" * 70_000 + b'"}')
     assert r.status_code == 413
+    page = web.post("/calendars/upload", files={"file": ("big.ics", big.encode())},
+                    headers={"Accept": "text/html"})
+    assert page.status_code == 413 and "larger than 1024 KB" in page.text and "<html" in page.text
     assert dump(db_path) == before
 
 

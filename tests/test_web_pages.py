@@ -135,6 +135,8 @@ def test_upload_errors_show_on_the_page(web: WebServer, fixed_app: App) -> None:
     r = web.post("/calendars/upload", files={"file": ("x.ics", b"BEGIN:VCALENDAR")},
                  data={"csrf": "forged"}, headers=HTML)
     assert r.status_code == 403
+    r = web.post("/calendars/upload", data=b"BEGIN:VCALENDAR", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 403  # a raw body needs the header instead of the field
 
 
 def test_web_token_command(db_path: Path) -> None:

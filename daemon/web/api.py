@@ -222,8 +222,10 @@ async def status(request: Request) -> Response:
 
 async def read_calendar(request: Request, check: Callable[[Any], None] | None = None) -> str:
     """An uploaded calendar: a multipart form's ``file`` field or the raw body (text/calendar).
-    ``check`` sees the form first (the pages' CSRF field)."""
+    ``check`` sees the form's ``csrf`` field first (None for a raw body: the header then)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if check is not None:
+            check(None)
         return decode(await request.body())
     limit = the_app(request).settings.web.max_upload_kb * 1024
     async with request.form(max_files=1, max_fields=10, max_part_size=limit) as form:
