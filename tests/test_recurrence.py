@@ -217,3 +217,22 @@ def test_the_holiday_feed_decides_workdays_of_a_year_the_library_does_not_know(
         "02-01", "02-02", "02-03", "02-04", "02-05",  # 春节 假期 02-06..02-13 from the feed
         "02-15", "02-16", "02-17", "02-18", "02-19", "02-20", "02-22"]  # 02-20: 补班 Saturday
     assert shown["notes"] == []
+
+
+def test_an_export_rings_on_the_same_workdays_in_other_programs() -> None:
+    import icalendar
+    import recurring_ical_events
+
+    from daemon.calendars.export import export_calendar
+    from daemon.store.models import Event
+
+    event = Event(id=1, task="站会", dtstart="2026-09-01T09:30:00", tz=SH, rrule="FREQ=DAILY",
+                  day_filter=WORKDAYS, rdates=[], exdates=[], source="manual",
+                  created_at=datetime(2026, 8, 1, tzinfo=timezone.utc))
+    now = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    text = export_calendar([event], now, OfficialWorkdays(DayCalendar("CN", festivals=False)))
+    calendar = icalendar.Calendar.from_ical(text)
+    found = recurring_ical_events.of(calendar).between(date(2026, 9, 28), date(2026, 10, 14))
+    assert sorted(e["DTSTART"].dt.strftime("%m-%d %H:%M") for e in found) == [
+        f"{day} 09:30" for day in ("09-28", "09-29", "09-30", "10-08", "10-09", "10-10",
+                                   "10-12", "10-13")]
