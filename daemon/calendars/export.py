@@ -7,8 +7,9 @@ UTC. Every event has a DURATION (an imported event's own length, else zero: a re
 instant) and a VALARM at the instant chime reminds: ``-PT15M`` for a calendar alarm, at the
 start otherwise. RRULE keeps its text with UNTIL turned back into UTC as RFC 5545 requires;
 RDATE/EXDATE keep the event's zone; an ``--every workdays`` rule is written Monday–Friday with
-the official exceptions chime knows as RDATE/EXDATE. Each event's UID is its calendar UID, or a stable one made
-up for chime's own events, so importing the export again matches instead of duplicating.
+the official exceptions chime knows as RDATE/EXDATE. Each event's UID is its calendar UID, or a
+stable one made up for chime's own events, so importing the export again matches instead of
+duplicating.
 """
 
 from __future__ import annotations
