@@ -21,6 +21,7 @@ from daemon.app import App
 from daemon.calendars import import_text
 from daemon.config import Settings, load_settings
 from daemon.errors import ChimeError, ConfigError
+from daemon.recurrence import parse_every
 from daemon.timeparse import parse_when
 from tests.calendar_fixtures import ICS, NOW, make_app
 
@@ -84,6 +85,23 @@ def test_at_phrases_give_a_time_or_one_clear_line(fuzz_app: App, text: str) -> N
         assert dump(fuzz_app.settings.db_path) == before
         return
     assert when.tzinfo is not None
+
+
+@FUZZ
+@given(text=PHRASES)
+def test_every_phrases_give_a_rule_or_one_clear_line(fuzz_app: App, text: str) -> None:
+    before = dump(fuzz_app.settings.db_path)
+    try:
+        repeat = parse_every(text)
+    except ChimeError as exc:
+        assert_clear(exc)
+        if text:  # (an empty --every means no repeat)
+            with pytest.raises(ChimeError) as refused:
+                reminders.add(fuzz_app, "fuzz", "2027-01-04 09:00", every=text)
+            assert_clear(refused.value)
+            assert dump(fuzz_app.settings.db_path) == before
+        return
+    assert repeat.rrule and "\n" not in repeat.rrule
 
 
 # --- config TOML ------------------------------------------------------------------------------
