@@ -41,7 +41,10 @@ def parse_every(text: str) -> Repeat:
         return Repeat(parse_rule(raw))
     phrase = re.sub(r"\s+", " ", raw.lower().translate(_FULL_WIDTH))
     for reader in _READERS:
-        found = reader(phrase)
+        try:
+            found = reader(phrase)
+        except ValueError:  # a numeral that is none (十十); InputError is not a ValueError
+            break
         if found is not None:
             return Repeat(parse_rule(found.rrule), found.day_filter)
     raise InputError(f"unknown recurrence {text!r}: try {EXAMPLES} (or an RRULE)")

@@ -10,6 +10,8 @@ from pathlib import Path
 import chinese_calendar
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 
 from daemon import reminders
@@ -22,6 +24,7 @@ from daemon.context.workdays import OfficialWorkdays
 from daemon.errors import InputError
 from daemon.planning import WORKDAYS, Recurrence, occurrences
 from daemon.recurrence import Repeat, parse_every
+from daemon.scheduler import plan
 from tests.context_fixtures import FEED
 
 WEEKLY_MO_FR = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"
@@ -87,6 +90,8 @@ def test_official_workdays_are_a_filtered_daily_rule(phrase: str) -> None:
     [
         ("every day blah", "unknown recurrence 'every day blah'"),
         ("每周八", "unknown recurrence '每周八'"),
+        ("每十十天", "unknown recurrence '每十十天'"),
+        ("每月十十号", "unknown recurrence '每月十十号'"),
         ("fortnightly", "unknown recurrence 'fortnightly'"),
         ("every 0 days", "at least every 1"),
         ("每月32号", "a month has no day 32"),
@@ -211,12 +216,16 @@ def test_the_holiday_feed_decides_workdays_of_a_year_the_library_does_not_know(
         app.context_source.refresh(now)  # the daemon does this; planning reads only the cache
         event = reminders.add(app, "站会", "2027-02-01 09:30", every="workdays")
         shown = reminders.show(app, event.id, count=12, start="2027-02-01")
+        mornings = [datetime(2027, 2, day, 9, 0, tzinfo=now.tzinfo) for day in (5, 8, 20)]
+        planned = [slot.at for morning in mornings for slot in plan(app, morning)]
     finally:
         app.db.close()
     assert [o["at"][5:10] for o in shown["occurrences"]] == [
         "02-01", "02-02", "02-03", "02-04", "02-05",  # 春节 假期 02-06..02-13 from the feed
         "02-15", "02-16", "02-17", "02-18", "02-19", "02-20", "02-22"]  # 02-20: 补班 Saturday
     assert shown["notes"] == []
+    assert planned == [datetime(2027, 2, 5, 1, 30, tzinfo=timezone.utc),  # the daemon agrees
+                       datetime(2027, 2, 20, 1, 30, tzinfo=timezone.utc)]
 
 
 def test_an_export_rings_on_the_same_workdays_in_other_programs() -> None:
@@ -236,3 +245,14 @@ def test_an_export_rings_on_the_same_workdays_in_other_programs() -> None:
     assert sorted(e["DTSTART"].dt.strftime("%m-%d %H:%M") for e in found) == [
         f"{day} 09:30" for day in ("09-28", "09-29", "09-30", "10-08", "10-09", "10-10",
                                    "10-12", "10-13")]
+
+
+@given(st.text(max_size=30) | st.text("每隔周一二三四五六日天月号日个两半十零小时分钟到至和、,0123456789 ",
+                                      max_size=12))
+def test_every_never_crashes(text: str) -> None:
+    try:
+        repeat = parse_every(text)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert repeat.rrule.startswith("FREQ=")

@@ -112,7 +112,8 @@ def test_bad_rules(text: str) -> None:
         parse_rule(text)
 
 
-@given(st.text(max_size=30))
+@given(st.text(max_size=30) | st.text("今明后大天下周一二三四五六日月号年点半刻分钟小时后晚上凌晨中午十两零:0123456789 ",
+                                      max_size=12))
 def test_when_never_crashes(text: str) -> None:
     try:
         result = parse_when(text, NOW, SH)
