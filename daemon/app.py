@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from daemon.clock import Clock, SystemClock
 from daemon.config import Settings
@@ -17,6 +18,9 @@ from daemon.generation.template import TemplateGenerator
 from daemon.outputs import base as outputs
 from daemon.outputs.base import Actions, Output
 from daemon.store.db import Database
+
+if TYPE_CHECKING:
+    from daemon.context.workdays import OfficialWorkdays
 
 log = logging.getLogger("daemon.app")
 
@@ -38,6 +42,14 @@ class App:
         from daemon.context.source import ContextProvider  # imports requests: only when used
 
         return ContextProvider(self.settings, self.db, self.clock)
+
+    @cached_property
+    def workdays(self) -> OfficialWorkdays:
+        """Official working days for ``--every workdays``: planning's Workdays calendar."""
+        from daemon.context.workdays import OfficialWorkdays
+
+        return OfficialWorkdays.from_settings(self.settings.days, self.db,
+                                              lambda: self.clock.now().date())
 
     @cached_property
     def generator(self) -> Generator:

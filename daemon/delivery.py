@@ -16,10 +16,12 @@ a crash exactly there repeats that one output.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -29,7 +31,7 @@ from daemon import nag
 from daemon.app import App
 from daemon.context import Context
 from daemon.context.source import LocalContext
-from daemon.errors import ChimeError
+from daemon.errors import ChimeError, StoreError
 from daemon.generation.base import Draft, Request
 from daemon.generation.template import TemplateGenerator, start_note
 from daemon.outputs.base import Actions, Output, Reminder
@@ -39,6 +41,9 @@ from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 
 log = logging.getLogger("daemon.delivery")
+
+_INSTANT = timedelta(microseconds=1)
+WRITE_ATTEMPTS = 4  # writing prepared texts: 0.25 + 0.5 + 1 s of retries before giving up
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,36 @@ class Slot:
         return f"{self.event_id}@{int(self.at.timestamp())}"
 
 
+@dataclass
+class _Claim:
+    """What one delivery sends, and what it has sent so far (outputs → results)."""
+
+    occ_id: int | None  # None: the row could not even be created (full disk)
+    task: str
+    tz: str
+    names: list[str]
+    message: str | None = None
+    generator: str | None = None
+    context: dict[str, Any] | None = None
+    repeat: int = 0
+    priority: int | None = None
+    note: str = ""  # when a calendar alarm rings before the event: when it starts
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, event: Event, occ: Occurrence | None, outputs: list[str], slot: Slot) -> _Claim:
+        claim = cls(None, event.task, event.tz, list(event.outputs or outputs),
+                    priority=event.priority)
+        if occ is not None:
+            claim.occ_id, claim.task, claim.message = occ.id, occ.task, occ.message
+            claim.generator, claim.context, claim.repeat = occ.generator, occ.context, occ.repeat
+            claim.results = dict(occ.results or {})
+            claim.note = _start_note(occ, event.tz)
+        elif slot.starts_at is not None and slot.starts_at != slot.at:
+            claim.note = start_note(slot.at, slot.starts_at.astimezone(zone(event.tz)))
+        return claim
+
+
 class Courier:
     """Prepares texts before their time and delivers them to the outputs at their time."""
 
@@ -65,6 +100,7 @@ class Courier:
         self._outputs: dict[str, Output] = {}
         self._lock = threading.Lock()
         self._busy: set[tuple[int, datetime]] = set()  # (event, instant) being delivered now
+        self._kept: dict[tuple[int, datetime], Callable[[], None]] = {}  # sent, not recorded
 
     # --- prepare --------------------------------------------------------------------------
 
@@ -90,17 +126,25 @@ class Courier:
         log.info("prepared %d reminder(s) with %s in %.1fs", len(todo),
                  self.app.generator.name, (datetime.now(timezone.utc) - started).total_seconds())
         now = self.app.clock.now()
-        with self.app.db.session() as s:
-            for (occ_id, request, note), draft in zip(todo, drafts, strict=True):
-                assert draft is not None
-                s.execute(
-                    update(Occurrence)
-                    .where(Occurrence.id == occ_id, Occurrence.status == "pending")
-                    .values(status="prepared", message=draft.text + note,
-                            generator=draft.generator,
-                            context=_context_record(request.context, draft), prepared_at=now)
-                )
-        return len(todo)
+        for attempt in range(WRITE_ATTEMPTS):  # the drafts cost a model run: keep them
+            try:
+                with self.app.db.session() as s:
+                    for (occ_id, request, note), draft in zip(todo, drafts, strict=True):
+                        assert draft is not None
+                        s.execute(
+                            update(Occurrence)
+                            .where(Occurrence.id == occ_id, Occurrence.status == "pending")
+                            .values(status="prepared", message=draft.text + note,
+                                    generator=draft.generator, prepared_at=now,
+                                    context=_context_record(request.context, draft))
+                        )
+                return len(todo)
+            except StoreError as exc:
+                self.app.db.note_write_failure(exc)
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.25 * 2 ** attempt)
+        return 0  # pragma: no cover (the loop returns or raises)
 
     def context(self, local_at: datetime) -> Context:
         """The context for a local instant; never raises."""
@@ -117,18 +161,55 @@ class Courier:
 
         ``late`` marks a delivery after downtime; otherwise it is late when it happens more
         than ``[daemon] late_after`` after its time. ``resume`` continues a row that a crash
-        left in ``delivering``."""
+        left in ``delivering``. When the database cannot be written (full disk, failing
+        card), the reminder is still sent and its record kept in memory until ``record_kept``
+        can write it: a delivery this process made is never sent again."""
+        key = (slot.event_id, slot.at)
         with self._lock:
-            if (slot.event_id, slot.at) in self._busy:
+            if key in self._busy:
                 return None
-            self._busy.add((slot.event_id, slot.at))
+            self._busy.add(key)
         try:
             return self._deliver(slot, resume, late)
         finally:
             with self._lock:
-                self._busy.discard((slot.event_id, slot.at))
+                if key not in self._kept:
+                    self._busy.discard(key)
 
     def _deliver(self, slot: Slot, resume: bool, late: bool) -> str | None:
+        try:
+            claim = self._claim(slot, resume)
+        except StoreError as exc:  # not claimed in the table: ours alone within this process
+            self.app.db.note_write_failure(exc)
+            claim = self._unclaimed(slot, resume)
+        if claim is None:
+            return None
+        if not claim.message:
+            local = slot.at.astimezone(zone(claim.tz))
+            context = self.context(local)
+            draft = TemplateGenerator().generate(
+                [Request(str(claim.occ_id), claim.task, context,
+                         seed_for(slot.event_id, slot.at))])[0]
+            claim.message, claim.generator = draft.text + claim.note, draft.generator
+            claim.context = _context_record(context, draft)
+        late = late or self.app.clock.now() - slot.at > self.app.settings.daemon.late_after
+        reminder = Reminder(claim.occ_id, claim.task, claim.message,
+                            slot.at.astimezone(zone(claim.tz)), late,
+                            repeat=claim.repeat, priority=claim.priority)
+        for name in claim.names:
+            if name in claim.results:  # sent before a crash: never twice
+                continue
+            claim.results[name] = self._send(name, reminder)
+            if claim.occ_id is not None:
+                try:
+                    with self.app.db.session() as s:
+                        repo.get_occurrence(s, claim.occ_id).results = dict(claim.results)
+                except StoreError as exc:  # kept in memory; written with the final status
+                    self.app.db.note_write_failure(exc)
+        return self._finish(slot, claim, late)
+
+    def _claim(self, slot: Slot, resume: bool) -> _Claim | None:
+        """Move the row to ``delivering`` (only one claimer wins); None if not ours."""
         with self.app.db.session() as s:
             event = s.get(Event, slot.event_id)
             if event is None or event.paused:
@@ -136,31 +217,20 @@ class Courier:
             occ = repo.ensure_occurrence(s, event, slot.at, slot.starts_at)
             if not repo.claim(s, occ.id) and not (resume and occ.status == "delivering"):
                 return None
-            tz, names = event.tz, event.outputs or self.app.settings.daemon.outputs
-            occ_id, task, message = occ.id, occ.task, occ.message
-            note = _start_note(occ, tz)
-            repeat, priority = occ.repeat, event.priority
-            results: dict[str, Any] = dict(occ.results or {})
-        if not message:
-            local = slot.at.astimezone(zone(tz))
-            context = self.context(local)
-            draft = TemplateGenerator().generate(
-                [Request(str(occ_id), task, context, seed_for(slot.event_id, slot.at))])[0]
-            message = draft.text + note
-            with self.app.db.session() as s:
-                occ = repo.get_occurrence(s, occ_id)
-                occ.message, occ.generator = message, draft.generator
-                occ.context = _context_record(context, draft)
-        late = late or self.app.clock.now() - slot.at > self.app.settings.daemon.late_after
-        reminder = Reminder(occ_id, task, message, slot.at.astimezone(zone(tz)), late,
-                            repeat=repeat, priority=priority)
-        for name in names:
-            if name in results:  # sent before a crash: never twice
-                continue
-            results[name] = self._send(name, reminder)
-            with self.app.db.session() as s:
-                repo.get_occurrence(s, occ_id).results = dict(results)
-        return self._finish(occ_id, results, late)
+            return _Claim.of(event, occ, self.app.settings.daemon.outputs, slot)
+
+    def _unclaimed(self, slot: Slot, resume: bool) -> _Claim | None:
+        """What to send when the claim could not be written: read only; None if not ours."""
+        with self.app.db.session() as s:
+            event = s.get(Event, slot.event_id)
+            if event is None or event.paused:
+                return None
+            occ = repo.find_occurrences(s, [event.id], slot.at, slot.at + _INSTANT).get(
+                (event.id, slot.at))
+            if occ is not None and occ.status not in (
+                    *repo.OPEN_STATUSES, *(("delivering",) if resume else ())):
+                return None
+            return _Claim.of(event, occ, self.app.settings.daemon.outputs, slot)
 
     def _send(self, name: str, reminder: Reminder) -> dict[str, Any]:
         started = datetime.now(timezone.utc)
@@ -176,20 +246,65 @@ class Courier:
         result["at"] = started.isoformat()
         return result
 
-    def _finish(self, occ_id: int, results: dict[str, Any], late: bool) -> str:
+    def _finish(self, slot: Slot, claim: _Claim, late: bool) -> str:
         now = self.app.clock.now()
-        failures = [f"{n}: {r['error']}" for n, r in results.items() if not r["ok"]]
-        if results and len(failures) == len(results):
+        failures = [f"{n}: {r['error']}" for n, r in claim.results.items() if not r["ok"]]
+        if claim.results and len(failures) == len(claim.results):
             status = "failed"
         else:
             status = "late" if late else "delivered"
-        with self.app.db.session() as s:
-            occ = repo.get_occurrence(s, occ_id)
-            occ.status, occ.delivered_at = status, now
-            occ.error = "; ".join(failures) or None
-            nag.after_delivery(s, occ, now, self.app.settings.daemon)
-        log.info("occurrence %d %s (%s)", occ_id, status, ", ".join(results) or "no outputs")
+        record = functools.partial(self._record, slot, claim, status, now,
+                                   "; ".join(failures) or None)
+        try:
+            record()
+        except StoreError as exc:
+            self.app.db.note_write_failure(exc)
+            with self._lock:
+                self._kept[(slot.event_id, slot.at)] = record
+            log.warning("%s %s, not yet recorded (kept in memory)", slot.key, status)
+            return status
+        log.info("occurrence %s %s (%s)", claim.occ_id or slot.key, status,
+                 ", ".join(claim.results) or "no outputs")
         return status
+
+    def _record(self, slot: Slot, claim: _Claim, status: str, at: datetime,
+                error: str | None) -> None:
+        """Write a delivery's outcome: text, per-output results, final status, next repeat."""
+        with self.app.db.session() as s:
+            event = s.get(Event, slot.event_id)
+            if event is None:  # removed meanwhile: nothing left to record against
+                return
+            occ = repo.ensure_occurrence(s, event, slot.at, slot.starts_at)
+            if occ.status not in (*repo.OPEN_STATUSES, "delivering"):
+                return
+            if not occ.message:
+                occ.message, occ.generator, occ.context = (claim.message, claim.generator,
+                                                           claim.context)
+            occ.results = dict(claim.results)
+            occ.status, occ.delivered_at, occ.error = status, at, error
+            nag.after_delivery(s, occ, at, self.app.settings.daemon)
+
+    def record_kept(self) -> int:
+        """Write the deliveries kept in memory while the database refused writes; returns how
+        many are still waiting."""
+        with self._lock:
+            kept = list(self._kept.items())
+        done = 0
+        for key, record in kept:
+            try:
+                record()
+            except StoreError as exc:
+                self.app.db.note_write_failure(exc)
+                break
+            with self._lock:
+                del self._kept[key]
+                self._busy.discard(key)
+            done += 1
+        if done:
+            self.app.db.note_write_ok()
+            log.warning("recorded %d delivery(ies) made while the database could not be "
+                        "written", done)
+        return len(kept) - done
 
     def output(self, name: str) -> Output:
         """The output called ``name``, built on first use and kept."""
@@ -216,7 +331,8 @@ class Courier:
             events = {e.id: e for e in repo.list_events(s, include_paused=False)}
             for event in events.values():
                 start = max(since, event.updated_at)
-                for at, starts in rings(event, alarm_of(event.alarm_s), start, until):
+                for at, starts in rings(event, alarm_of(event.alarm_s), start, until,
+                                         self.app.workdays):
                     todo[(event.id, at)] = (False, starts)
             statuses = ("pending", "prepared", "delivering") if startup else ("pending", "prepared")
             for occ in repo.open_occurrences(s, until):

@@ -39,6 +39,17 @@ class StoreError(ChimeError):
     exit_code = 74  # EX_IOERR
 
 
+class StoreWriteError(StoreError):
+    """The database cannot be written now (disk full, I/O error, read-only): reads still work,
+    and the daemon keeps delivering, recording what it sent once the disk takes writes again."""
+
+
+class StoreReadOnlyError(StoreWriteError):
+    """The database file, its folder or its file system is read-only: nothing can start."""
+
+    exit_code = 73  # EX_CANTCREAT: systemd's unit does not restart on it
+
+
 class FetchError(ChimeError):
     """A remote resource (forecast, holiday feed, calendar) could not be fetched."""
 

@@ -24,10 +24,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon.app import App
 from daemon.delivery import Courier, Slot
+from daemon.errors import StoreError
 from daemon.planning import alarm_of, rings
 from daemon.store import repo
 
 log = logging.getLogger("daemon.scheduler")
+
+RETRY_MAX_S = 30
 
 
 def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot]:
@@ -51,7 +54,7 @@ def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot
 
         for event in events.values():
             for at, starts_at in rings(event, alarm_of(event.alarm_s),
-                                       max(start, event.updated_at), end):
+                                       max(start, event.updated_at), end, app.workdays):
                 add(event.id, at, starts_at)
         for occ in repo.open_occurrences(s, end):
             if occ.event_id in events and occ.status != "delivering" and occ.scheduled_at >= start:
@@ -127,7 +130,7 @@ class Planner:
             return sorted((s for s in self.slots.values() if s.at >= now),
                           key=lambda s: s.at)[:count]
 
-    def _prepare(self, slot: Slot) -> None:
+    def _prepare(self, slot: Slot, attempt: int = 0) -> None:
         """Prepare this slot and every other one whose prepare time falls in the batch window."""
         now = self.app.clock.now()
         window = now + self.app.settings.model.batch_window
@@ -137,14 +140,34 @@ class Planner:
         batch.sort(key=lambda s: s.at)
         try:
             self.courier.prepare(batch)
+        except StoreError as exc:  # the disk refused: try again in seconds, not at the replan
+            self.app.db.note_write_failure(exc)
+            self._retry("prepare", self._prepare, slot, attempt)
         except Exception:  # delivery will write the template text itself
             log.exception("preparing %d reminder(s) failed", len(batch))
 
-    def _deliver(self, slot: Slot) -> None:
+    def _deliver(self, slot: Slot, attempt: int = 0) -> None:
         try:
             self.courier.deliver(slot)
+        except StoreError as exc:
+            self.app.db.note_write_failure(exc)
+            self._retry("deliver", self._deliver, slot, attempt)
         except Exception:
             log.exception("delivering %s failed; the catch-up will retry", slot.key)
+
+    def _retry(self, kind: str, func: Callable[[Slot, int], None], slot: Slot,
+               attempt: int) -> None:
+        """Run ``func`` for ``slot`` again after 1, 2, 4 … 30 s, while that still makes sense:
+        a prepare until the reminder's time, a delivery within the grace window (after it
+        the catch-up records the slot as missed)."""
+        at = self.app.clock.now() + timedelta(seconds=min(2 ** attempt, RETRY_MAX_S))
+        if at >= slot.at + (self.app.settings.daemon.grace if kind == "deliver" else timedelta(0)):
+            return
+        log.debug("%s %s: retrying at %s", kind, slot.key, at)
+        self.scheduler.add_job(func, "date", run_date=at, args=[slot, attempt + 1],
+                               id=f"{kind}:{slot.key}", replace_existing=True,
+                               executor="prepare" if kind == "prepare" else "default",
+                               misfire_grace_time=None)
 
     def shutdown(self) -> None:
         """Stop taking new jobs and wait for running ones (an in-flight delivery finishes)."""

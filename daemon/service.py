@@ -28,13 +28,14 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from types import FrameType
+from typing import Any
 
 from daemon import __version__
 from daemon.app import App
 from daemon.calendars import sync_due
 from daemon.config import Settings, load_settings
 from daemon.delivery import Courier, lookback_start
-from daemon.errors import ChimeError
+from daemon.errors import ChimeError, StoreError, StoreWriteError
 from daemon.notify import Notifier
 from daemon.reminders import AppActions
 from daemon.scheduler import Planner
@@ -45,6 +46,7 @@ log = logging.getLogger("daemon.service")
 
 SETTLE = timedelta(seconds=30)  # a deliver job this late is the catch-up's to handle
 REPLAN_EVERY = 60.0  # seconds: the horizon moves forward at least this often
+ROW_EVERY = timedelta(minutes=5)  # the heartbeat row is rewritten at least this often
 
 
 class Service:
@@ -57,6 +59,8 @@ class Service:
         self.stop = threading.Event()
         self.reload = threading.Event()
         self.last_tick = time.monotonic()
+        self.row: dict[str, Any] = {}
+        self.row_written = 0.0
         self.beat = settings.daemon.heartbeat
         self.timesync = TimeSync(False, timedelta(0))
         self.courier = Courier(self.app, AppActions(self.app))
@@ -65,18 +69,31 @@ class Service:
     # --- jobs that run inside the scheduler ------------------------------------------------
 
     def heartbeat(self) -> None:
-        """Proves the scheduler runs jobs: writes the heartbeat row, then ticks."""
+        """Proves the scheduler runs jobs and the database takes its write lock, then ticks.
+
+        The heartbeat row is written only when its content changes or every ``ROW_EVERY``:
+        an SD card should not take a write every few seconds. Deliveries kept in memory while
+        the disk refused writes are recorded here, within seconds of it taking them again."""
+        self.courier.record_kept()
+        self.app.db.check_write_lock()  # a locked database stops the ticks (and the pings)
         upcoming = self.planner.upcoming(3)
         info = {
             "pid": os.getpid(),
             "version": __version__,
-            "at": self.app.clock.now().isoformat(),
             "started": self.started.isoformat(),
             "clock": self.timesync.state,
+            "every": int(ROW_EVERY.total_seconds()),
             "next": [{"event_id": s.event_id, "at": s.at.isoformat()} for s in upcoming],
         }
-        with self.app.db.session() as s:
-            repo.write_heartbeat(s, info)
+        due = time.monotonic() - self.row_written >= ROW_EVERY.total_seconds()
+        if info != self.row or due:
+            try:
+                with self.app.db.session() as s:
+                    repo.write_heartbeat(s, {**info, "at": self.app.clock.now().isoformat()})
+                self.row, self.row_written = info, time.monotonic()
+                self.app.db.note_write_ok()
+            except StoreWriteError as exc:  # a full or failing disk: a restart would not help
+                self.app.db.note_write_failure(exc)
         self.last_tick = time.monotonic()
         if upcoming:
             self.notifier.status(f"next reminder at {upcoming[0].at.astimezone().isoformat()}")
@@ -88,7 +105,11 @@ class Service:
         now = self.app.clock.now()
         grace = self.app.settings.daemon.grace
         if self.timesync.trusted:
-            self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE, startup=False)
+            try:
+                self.courier.catch_up(now - grace - timedelta(minutes=5), now - SETTLE,
+                                      startup=False)
+            except StoreError as exc:  # logged once per episode; tried again next minute
+                self.app.db.note_write_failure(exc)
         try:
             self.app.context_source.refresh(now)
         except Exception:  # never let a cache refresh stop the maintenance job
@@ -104,6 +125,7 @@ class Service:
         self.started = self.app.clock.now()
         self._signals()
         db = self.app.db  # opens and migrates: fails early with a clear message
+        db.read_only_check()
         log.info("chime %s starting; database %s", __version__, db.path)
         with db.session() as s:
             heartbeat = repo.read_heartbeat(s)
@@ -114,8 +136,13 @@ class Service:
         now = self.app.clock.now()
         self.lookback = lookback_start(now, heartbeat, daemon.grace)
         counts = {"late": 0, "missed": 0}
+        retry_catch_up = False
         if self.timesync.trusted:
-            counts = self.courier.catch_up(self.lookback, now, startup=True)
+            try:
+                counts = self.courier.catch_up(self.lookback, now, startup=True)
+            except StoreError as exc:  # a failing disk: again in the scheduler, in a moment
+                db.note_write_failure(exc)
+                retry_catch_up = True
         else:
             last = datetime.fromisoformat(heartbeat["at"]) if heartbeat else now
             self.planner.hold_before = max(last, now)
@@ -124,6 +151,8 @@ class Service:
                         daemon.time_sync_max_wait)
         self.planner.start()
         self.planner.replan()
+        if retry_catch_up:
+            self._catch_up(self.lookback, now)
         self.beat = daemon.heartbeat
         if self.notifier.watchdog_interval:
             self.beat = min(self.beat, timedelta(seconds=self.notifier.watchdog_interval))
@@ -154,9 +183,19 @@ class Service:
         log.info("stopping: finishing in-flight deliveries")
         self.notifier.stopping()
         self.planner.shutdown()
+        self._record_before_exit()
         self.courier.close()
         self.app.generator.close()  # a warm model worker exits now, not after keep_warm
         return 0
+
+    def _record_before_exit(self) -> None:
+        """Give deliveries kept in memory a last few chances to be recorded."""
+        for delay in (0.5, 1.0, 2.0):
+            if not self.courier.record_kept():
+                return
+            time.sleep(delay)
+        log.error("%d delivery(ies) could not be recorded (the database refuses writes); "
+                  "a restart may send them again", self.courier.record_kept())
 
     def _periodic(self) -> None:
         """(Re)start the heartbeat and maintenance jobs, first run now."""
@@ -172,6 +211,7 @@ class Service:
             log.warning("the system clock stepped %s by %s; re-planning",
                         "forward" if step > timedelta(0) else "backward",
                         timedelta(seconds=round(abs(step).total_seconds())))
+            self.row = {}  # the heartbeat row is rewritten on the new clock
             try:
                 self.planner.replan()
             finally:
@@ -187,9 +227,14 @@ class Service:
 
     def _catch_up(self, since: datetime, until: datetime) -> None:
         """Run the catch-up for [since, until) now, in the maintenance executor."""
-        self.planner.scheduler.add_job(self.courier.catch_up, args=[since, until],
-                                       kwargs={"startup": True}, executor="maintenance",
-                                       misfire_grace_time=None)
+        self.planner.scheduler.add_job(self._run_catch_up, args=[since, until],
+                                       executor="maintenance", misfire_grace_time=None)
+
+    def _run_catch_up(self, since: datetime, until: datetime) -> None:
+        try:
+            self.courier.catch_up(since, until, startup=True)
+        except StoreError as exc:  # slots within the grace window stay for the next minute
+            self.app.db.note_write_failure(exc)
 
     def _reload(self) -> None:
         self.notifier.reloading()
@@ -223,12 +268,14 @@ class Service:
 
 
 def alive(heartbeat: dict | None, interval: timedelta, now: datetime | None = None) -> bool:  # type: ignore[type-arg]
-    """Is the daemon that wrote this heartbeat still running?"""
+    """Is the daemon that wrote this heartbeat still running? It rewrites the row every
+    ``every`` seconds (recorded in it) or, for an older daemon, every ``interval``."""
     if not heartbeat:
         return False
     now = now or datetime.now(timezone.utc)
     age = now - datetime.fromisoformat(heartbeat["at"])
-    if age > 3 * interval + timedelta(seconds=5):
+    every = timedelta(seconds=heartbeat["every"]) if "every" in heartbeat else 3 * interval
+    if age > every + interval + timedelta(seconds=5):
         return False
     try:
         os.kill(int(heartbeat["pid"]), 0)

@@ -30,9 +30,10 @@ def child_env(**extra: str) -> dict[str, str]:
 class Daemon:
     """A `chime run` child process with its stdout/stderr in files."""
 
-    def __init__(self, db: Path, config: Path | None = None, **env: str) -> None:
+    def __init__(self, db: Path, config: Path | None = None, logs: Path | None = None,
+                 **env: str) -> None:
         self.db = db
-        self.out = db.with_suffix(f".{time.monotonic_ns()}.out")
+        self.out = (logs / db.name if logs else db).with_suffix(f".{time.monotonic_ns()}.out")
         self.err = self.out.with_suffix(".err")
         args = [*chime_cmd(), "--db", str(db)]
         if config:

@@ -12,7 +12,7 @@ import logging
 import resource
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from daemon.app import App
 from daemon.calendars import subscribe, sync_due
+from daemon.config import load_settings
 from daemon.context.days import validate_feed
 from daemon.context.weather import OpenMeteo, WeatherService
 from daemon.http import FetchPolicy, new_session
@@ -28,6 +29,7 @@ from daemon.store.db import Database
 from daemon.store.models import Event, Forecast, Subscription
 from tests.calendar_fixtures import NOW, corpus_text, make_app
 from tests.context_fixtures import FORECAST_START, Sleeps, payload_bytes
+from tests.daemon_fixtures import Daemon, cli, occurrences, utc, wait_for
 from tests.hostile_server import MODES, HostileServer
 
 BUDGET = 2.0  # seconds: the whole call, every attempt included
@@ -134,3 +136,59 @@ def test_calendar_subscription_survives(mode: str, server: HostileServer, tmp_pa
     assert error and "\n" not in error
     assert events() == before  # the last good calendar keeps its reminders
     app.db.close()
+
+
+def write_config(path: Path, server: HostileServer) -> Path:
+    path.write_text(f"""
+[daemon]
+outputs = ["console"]
+[location]
+latitude = 31.23
+longitude = 121.47
+[weather]
+base_url = "{server.url('/weather')}"
+[days]
+holiday_feed = "{server.url('/holidays.ics')}"
+""", encoding="utf-8")
+    return path
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+def test_the_daemon_delivers_on_time_while_every_server_sends_a_gigabyte(
+        tmp_path: Path) -> None:
+    """The real daemon: forecast, holiday feed and calendar each answer with 1 GiB (streamed,
+    never held); the reminder still rings on time, memory stays small, each error is logged
+    once."""
+    db = tmp_path / "chime.db"
+    with HostileServer() as server:
+        server.mode = "huge"
+        config = write_config(tmp_path / "config.toml", server)
+        app = App(load_settings(config, db))
+        subscribe(app, server.url("/work/basic.ics"), every="5m")
+        app.db.close()
+        at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=12)
+        added = cli(db, "add", "吃药", "--at", at.isoformat(), "--lead", "3s", config=config)
+        assert added.returncode == 0, added.stderr
+        daemon = Daemon(db, config)
+        try:
+            daemon.wait_ready()
+            wait_for(lambda: any(o["status"] in ("delivered", "late", "failed")
+                                 for o in occurrences(db)), 40, "the delivery")
+            wait_for(lambda: "calendar" in daemon.err.read_text(), 40, "the calendar sync")
+            peak = peak_rss_mb(daemon.proc.pid)
+        finally:
+            assert daemon.stop() == 0
+    row = occurrences(db)[0]
+    assert row["status"] == "delivered", row
+    assert 0 <= (utc(row["delivered_at"]) - at).total_seconds() < 2.0
+    assert peak < 200, f"peak RSS {peak:.0f} MB"  # 1 GiB bodies would need five times that
+    warnings = [line for line in daemon.err.read_text().splitlines() if "WARNING" in line]
+    for what in ("weather:", "holiday feed:", "calendar"):
+        assert sum(what in line for line in warnings) == 1, warnings

@@ -153,7 +153,8 @@ def test_kill_9_between_repeats_neither_loses_nor_doubles_one(
     wait_for(lambda: delivered(db_path, event_id, 1) is not None, 30, "the first repeat")
     first.stop(signal.SIGKILL)
     pending = chain(db_path, event_id)[-1]
-    assert (pending["repeat"], pending["status"]) == (2, "prepared"), "killed between repeats"
+    # Between repeats; on a very busy machine maybe while repeat 2 was being sent (resumed).
+    assert pending["repeat"] == 2 and pending["status"] in ("prepared", "delivering"), pending
     again = Daemon(db_path, config)
     try:
         again.wait_ready()

@@ -114,6 +114,7 @@ def test_system_unit_contract() -> None:
     text = render_unit("/opt/chime/venv/bin/chime run")
     for line in ("Type=notify", "ExecStart=/opt/chime/venv/bin/chime run", "Restart=on-failure",
                  "MemoryMax=4G", "StateDirectory=chime", "WatchdogSec=60s",
+                 "RestartPreventExitStatus=73",
                  "After=network-online.target time-sync.target jtop.service sound.target",
                  "Wants=network-online.target jtop.service", "DevicePolicy=closed",
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "CapabilityBoundingSet="):

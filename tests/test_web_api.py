@@ -47,16 +47,19 @@ def delivered(app: App, task: str = "喝水", ago: timedelta = timedelta(minutes
 
 def test_add_in_chinese_and_read_back(web: WebServer) -> None:
     r = web.post("/api/reminders", json={"text": "喝水", "at": "明天早上8点", "every": "每天",
-                                         "lead": "10m", "outputs": ["console"]})
+                                         "lead": "10m", "outputs": ["console"], "nag": "5m",
+                                         "nag_max": 3, "priority": "high"})
     assert r.status_code == 201, r.text
     made = r.json()
     assert made["next"] == "2026-11-29T08:00:00+08:00"  # the clock stands at 11-28 10:00
     assert (made["rule"], made["lead"], made["outputs"]) == ("FREQ=DAILY", "10m", ["console"])
+    assert (made["nag"], made["nag_max"], made["priority"]) == ("5m", 3, "high")
     assert r.headers["location"] == f"/api/reminders/{made['id']}"
     listed = web.get("/api/reminders").json()
     assert [e["task"] for e in listed] == ["喝水"]
     shown = web.get(f"/api/reminders/{made['id']}").json()
-    assert shown["upcoming"][:2] == ["2026-11-29T08:00:00+08:00", "2026-11-30T08:00:00+08:00"]
+    assert [o["at"] for o in shown["occurrences"][:2]] == ["2026-11-29T08:00:00+08:00",
+                                                          "2026-11-30T08:00:00+08:00"]
 
 
 def test_patch_pause_and_delete(web: WebServer) -> None:
@@ -90,6 +93,8 @@ def test_patch_pause_and_delete(web: WebServer) -> None:
     ("post", "/api/reminders", "not json", 400, "not valid JSON"),
     ("patch", "/api/reminders/1", {}, 400, "nothing to change"),
     ("patch", "/api/reminders/1", {"paused": "yes"}, 400, "true or false"),
+    ("patch", "/api/reminders/1", {"nag_max": True}, 400, "'nag_max' must be a whole number"),
+    ("patch", "/api/reminders/1", {"priority": "loud"}, 400, "unknown priority"),
     ("patch", "/api/reminders/999", {"text": "x"}, 404, "no reminder with id 999"),
     ("patch", "/api/reminders/99999999999999999999999", {"text": "x"}, 404, "no such id"),
     ("delete", "/api/reminders/999", None, 404, "no reminder"),
@@ -178,6 +183,9 @@ def test_oversize_upload_is_413_and_stores_nothing(web: WebServer, db_path: Path
     assert r.status_code == 413
     r = web.post("/api/reminders", data=b'{"text": "' + b"x" * 70_000 + b'"}')
     assert r.status_code == 413
+    page = web.post("/calendars/upload", files={"file": ("big.ics", big.encode())},
+                    headers={"Accept": "text/html"})
+    assert page.status_code == 413 and "larger than 1024 KB" in page.text and "<html" in page.text
     assert dump(db_path) == before
 
 

@@ -26,7 +26,8 @@ PHRASES = ["明天早上8点", "今晚8点", "in 10 minutes", "tomorrow 8:00", "
            "daily", "weekdays", "每天", "FREQ=WEEKLY;BYDAY=MO", "FREQ=DAILY;COUNT=x", "10m", "0s",
            "7d", "1h30m", "9" * 40, "Asia/Shanghai", "Mars/Base", "console", "none", "", " ",
            "-5m", "1e9999", "\u0000", "\ud800", "<script>", "RRULE:FREQ=MINUTELY"]
-FIELDS = ["text", "at", "every", "lead", "outputs", "tz", "paused", "for", "url"]
+FIELDS = ["text", "at", "every", "lead", "outputs", "tz", "paused", "for", "url", "nag",
+          "nag_max", "priority"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
@@ -40,7 +41,8 @@ plausible = st.fixed_dictionaries({}, optional={
     "text": phrases | st.text(max_size=30), "at": phrases, "every": phrases | st.none(),
     "lead": phrases | st.none(), "tz": phrases | st.none(), "paused": st.booleans(),
     "outputs": st.lists(st.sampled_from(["console", "webhook", "pager"]), max_size=2),
-    "for": phrases})
+    "for": phrases, "nag": phrases, "nag_max": st.integers(-5, 200),
+    "priority": st.sampled_from(["high", "4", "9", "loud", ""])})
 bodies = (plausible
           | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), field_values, max_size=5)
           | json_values)

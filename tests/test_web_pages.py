@@ -41,7 +41,8 @@ def test_times_in_words() -> None:
     assert en.day(NOW + timedelta(days=5), NOW) == "Thu 3 Dec"
     assert zh.relative(NOW - timedelta(hours=3), NOW) == "3 小时前"
     assert zh.relative(NOW - timedelta(seconds=20), NOW) == "刚刚"
-    assert zh.rule("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR") == "工作日"
+    assert zh.rule("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR") == "周一到周五"
+    assert zh.rule("FREQ=DAILY", "workdays") == "法定工作日"
     assert en.rule("FREQ=MONTHLY;BYMONTHDAY=1") == "rule FREQ=MONTHLY;BYMONTHDAY=1"
     assert zh.age(timedelta(seconds=4)) == "4 秒"
 
@@ -67,7 +68,8 @@ def test_add_form_error_keeps_the_values(web: WebServer, db_path: Path) -> None:
 def test_add_edit_with_a_custom_rule_and_outputs(web: WebServer) -> None:
     r = web.post("/add", data={"csrf": web.csrf(), "text": "浇花", "at": "明天早上7点",
                                "every": "custom", "rule": "FREQ=WEEKLY;BYDAY=SA",
-                               "lead": "15m", "outputs": ["console", "webhook"]})
+                               "lead": "15m", "outputs": ["console", "webhook"],
+                               "nag": "5m", "priority": "high"})
     assert r.status_code == 303 and r.headers["location"] == "/"
     made = web.get("/api/reminders").json()[0]
     assert (made["rule"], made["lead"], made["outputs"]) == (
@@ -75,6 +77,7 @@ def test_add_edit_with_a_custom_rule_and_outputs(web: WebServer) -> None:
     page = web.get(f"/reminders/{made['id']}/edit", headers=HTML).text
     assert 'value="2026-11-29 07:00"' in page and 'value="FREQ=WEEKLY;BYDAY=SA"' in page
     assert '<option value="custom" selected>' in page and "checked> webhook" in page
+    assert 'value="5m"' in page and '<option value="high" selected>' in page
     r = web.post(f"/reminders/{made['id']}/edit", data={
         "csrf": web.csrf(), "text": "浇花", "at": "2026-11-29 07:30", "every": "none",
         "lead": "15m", "outputs": ["console"]})
@@ -132,6 +135,8 @@ def test_upload_errors_show_on_the_page(web: WebServer, fixed_app: App) -> None:
     r = web.post("/calendars/upload", files={"file": ("x.ics", b"BEGIN:VCALENDAR")},
                  data={"csrf": "forged"}, headers=HTML)
     assert r.status_code == 403
+    r = web.post("/calendars/upload", data=b"BEGIN:VCALENDAR", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 403  # a raw body needs the header instead of the field
 
 
 def test_web_token_command(db_path: Path) -> None:

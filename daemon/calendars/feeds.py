@@ -151,7 +151,9 @@ def sync_due(app: App, now: datetime, policy: FetchPolicy | None = None) -> None
             return
         for result in sync(app, now, due, policy=policy):
             if result.status == "error":
-                log.warning("calendar %s: %s", result.url, result.error)
+                error = result.error or "?"
+                log.warning("calendar %s", error if error.startswith(result.url)
+                            else f"{result.url}: {error}")
             elif result.outcome is not None:
                 level = logging.INFO if result.outcome.changed else logging.DEBUG
                 log.log(level, "calendar %s: %s", result.url, result.outcome.summary())

@@ -77,6 +77,8 @@ TimeoutStartSec=90s
 TimeoutStopSec=90s
 Restart=on-failure
 RestartSec=10s
+# 73 (EX_CANTCREAT): the database is read-only; a restart cannot help until someone fixes it.
+RestartPreventExitStatus=73
 # A worker killed for memory must not take the daemon down with it.
 OOMPolicy=continue
 MemoryHigh=3584M
@@ -145,6 +147,7 @@ TimeoutStartSec=90s
 TimeoutStopSec=90s
 Restart=on-failure
 RestartSec=10s
+RestartPreventExitStatus=73
 OOMPolicy=continue
 MemoryHigh=3584M
 MemoryMax=4G

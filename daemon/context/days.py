@@ -162,6 +162,36 @@ class DayCalendar:
             return None, f"day: 调休 make-up workdays for {day.year} are not known"
         return None, None
 
+    def is_workday(self, day: date, feed: Mapping[date, Day]) -> bool:
+        """An official working day: statutory holidays off, 调休 make-up days on; in a year
+        whose official calendar is not known (``calendar_known``), Monday to Friday."""
+        if not self.calendar_known(day.year, feed):
+            return day.weekday() < 5
+        official = self._official_day(day, feed)
+        if official is not None:
+            return official.kind == "makeup"
+        return day.weekday() not in self._weekend(day.year)
+
+    def calendar_known(self, year: int, feed: Mapping[date, Day]) -> bool:
+        """Whether the official working days of ``year`` are known: the holiday feed has
+        entries in it, or for CN chinese-calendar covers it, else the holidays package has it."""
+        if any(d.year == year for d in feed):
+            return True
+        if self.country == "CN":
+            return _chinese_calendar(date(year, 12, 31))[0]
+        return not self._year(year).missing
+
+    def _official_day(self, day: date, feed: Mapping[date, Day]) -> Day | None:
+        """The holiday or make-up workday on ``day`` from a known calendar, without warnings."""
+        if day in feed:
+            return feed[day]
+        if self.country == "CN":
+            return _chinese_calendar(day)[1]
+        year = self._year(day.year)
+        if day in year.days_off:
+            return Day(year.days_off[day], "holiday")
+        return Day(MAKEUP_WORD, "makeup") if day in year.makeup else None
+
     def _year(self, year: int) -> _Year:
         if year not in self._years:
             self._years[year] = self._load_year(year)

@@ -3,30 +3,24 @@
 The body is ``{"task", "message", "scheduled_at", "occurrence_id", "late", "title"}`` (UTF-8,
 not ASCII-escaped; ``title`` repeats the task for Gotify and ntfy, and ``[webhook] topic`` adds
 ``topic`` for ntfy's JSON publishing), sent with ``[webhook] headers`` (e.g. an
-``Authorization`` token). Anything
-but a 2xx answer within ``[webhook] timeout`` seconds is an ``OutputError``; redirects are not
-followed, so a token is never sent somewhere else.
+``Authorization`` token) through :func:`daemon.http.request`, the project's one HTTP function:
+anything but a 2xx answer within ``[webhook] timeout`` seconds (one deadline for the whole
+request, never retried: a retry could deliver twice) is an ``OutputError`` in that function's
+words; redirects are not followed, so a token is never sent somewhere else.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from daemon.config_checks import require
-from daemon.errors import OutputError
+from daemon.errors import FetchError, OutputError
+from daemon.http import FetchPolicy, new_session, request
 from daemon.outputs.base import Actions, Reminder
 
 if TYPE_CHECKING:
     from daemon.config import Settings
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a 3xx then surfaces as an HTTPError
 
 
 def payload(reminder: Reminder, topic: str = "") -> dict[str, Any]:
@@ -52,39 +46,21 @@ class WebhookOutput:
     def __init__(self, settings: Settings, actions: Actions | None = None) -> None:
         require(settings, "webhook")
         conf = settings.webhook
-        parts = urlsplit(conf.url)
-        self.url, self.timeout, self.headers = conf.url, conf.timeout, dict(conf.headers)
+        self.url, self.headers = conf.url, dict(conf.headers)
         self.topic = conf.topic
-        self.host = parts.hostname
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self.policy = FetchPolicy(connect_timeout=conf.timeout, read_timeout=conf.timeout,
+                                  retries=0, total_timeout=conf.timeout, max_bytes=65536)
+        self.session = new_session()
 
     def send(self, reminder: Reminder) -> str:
         body = json.dumps(payload(reminder, self.topic), ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   "User-Agent": "chime", **self.headers}
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        headers = {"Content-Type": "application/json; charset=utf-8", **self.headers}
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                status = response.status
-                response.read(65536)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            raise OutputError(f"webhook: {self.host} answered HTTP {exc.code} {exc.reason}") \
-                from None
-        except TimeoutError:
-            raise OutputError(f"webhook: {self.host} did not answer within {self.timeout:g}s") \
-                from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, TimeoutError):
-                raise OutputError(f"webhook: {self.host} did not answer within "
-                                  f"{self.timeout:g}s") from None
-            raise OutputError(f"webhook: cannot reach {self.host}: {reason}") from None
-        except OSError as exc:
-            raise OutputError(f"webhook: connection to {self.host} failed: {exc}") from None
-        if not 200 <= status < 300:
-            raise OutputError(f"webhook: {self.host} answered HTTP {status}")
-        return f"HTTP {status}"
+            reply = request(self.session, self.url, policy=self.policy, method="POST",
+                            headers=headers, body=body, follow_redirects=False)
+        except FetchError as exc:
+            raise OutputError(f"webhook: {exc}") from None
+        return f"HTTP {reply.status}"
 
     def close(self) -> None:
-        pass
+        self.session.close()

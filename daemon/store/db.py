@@ -7,7 +7,10 @@ and is recorded in ``migrations`` when applied. A database written by a newer ch
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +20,15 @@ from sqlalchemy import Connection, create_engine, event, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from daemon.errors import StoreError
+from daemon.errors import StoreError, StoreReadOnlyError, StoreWriteError
 from daemon.store import models
 from daemon.store.models import Meta, Migration
 
 log = logging.getLogger("daemon.store")
 
 BUSY_TIMEOUT_MS = 10_000
+SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL = 8, 10, 13
+OPEN_ATTEMPTS = 4
 
 
 def _initial(conn: Connection) -> None:
@@ -102,11 +107,17 @@ def _merge_event(conn: Connection, keep: int, dup: int) -> None:
     conn.execute(text("DELETE FROM events WHERE id = :dup"), args)
 
 
+def _day_filter(conn: Connection) -> None:
+    """``--every workdays``: the day filter the planner applies to an event's rule."""
+    _add_missing_columns(conn, "events", {"day_filter": "VARCHAR(16)"})
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _initial),
     ("0002_nag", _nag),
     ("0003_calendar_alarms", _calendar_alarms),
     ("0004_unique_calendar_uid", _unique_calendar_uid),
+    ("0005_event_day_filter", _day_filter),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -134,7 +145,19 @@ class Database:
         self.engine = create_engine(f"sqlite:///{self.path}", future=True)
         event.listen(self.engine, "connect", _on_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._migrate()
+        self._write_error: str | None = None
+        self._health = threading.Lock()
+        for attempt in range(OPEN_ATTEMPTS):  # a failing SD card's errors come and go
+            try:
+                self._migrate()
+                break
+            except StoreReadOnlyError:
+                raise
+            except StoreWriteError as exc:
+                if attempt == OPEN_ATTEMPTS - 1:
+                    raise
+                log.warning("%s; trying again", exc)
+                time.sleep(0.2 * 2 ** attempt)
 
     def _migrate(self) -> None:
         try:
@@ -168,7 +191,24 @@ class Database:
         except StoreError:
             raise
         except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open database {self.path}: {_reason(exc)}") from exc
+            self.read_only_check()
+            kind = StoreWriteError if _primary_code(exc) == SQLITE_IOERR else StoreError
+            raise kind(f"cannot open database {self.path}: {_reason(exc)}") from exc
+
+    def read_only_check(self) -> None:
+        """Raise StoreReadOnlyError when the file, its folder or its file system is read-only
+        (SQLite's WAL mode needs to write beside the file, even to read)."""
+        folder = self.path.parent
+        try:
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                raise StoreReadOnlyError(f"database {self.path} is on a read-only file system")
+        except OSError:
+            return
+        for place, what in ((folder, "folder"), (self.path, "file")):
+            if place.exists() and not os.access(place, os.W_OK):
+                raise StoreReadOnlyError(
+                    f"database {what} {place} is read-only for this user; chime needs to write "
+                    "the database and its -wal/-shm files beside it")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -179,12 +219,52 @@ class Database:
             session.commit()
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StoreError(f"database {self.path}: {_reason(exc)}") from exc
+            raise self._error(exc) from exc
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
+
+    def _error(self, exc: SQLAlchemyError) -> StoreError:
+        """Our error for a failed unit of work, saying when the disk refused a write."""
+        primary = _primary_code(exc)
+        reason = _reason(exc)
+        if primary == SQLITE_FULL:
+            return StoreWriteError(f"database {self.path}: the disk is full ({reason})")
+        if primary == SQLITE_IOERR:
+            return StoreWriteError(f"database {self.path}: the disk failed a write ({reason})")
+        if primary == SQLITE_READONLY:
+            return StoreWriteError(f"database {self.path} cannot be written ({reason})")
+        return StoreError(f"database {self.path}: {reason}")
+
+    def check_write_lock(self) -> None:
+        """Take and release the write lock without writing anything (StoreError if locked)."""
+        try:
+            with self.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            raise StoreError(f"database {self.path}: {_reason(exc)}") from exc
+
+    def note_write_failure(self, exc: StoreError) -> None:
+        """Log a failed write once per episode (then at debug level), not once per attempt."""
+        with self._health:
+            first, self._write_error = self._write_error is None, str(exc)
+        if first:
+            log.error("%s; reminders are still delivered, and recorded when the database can "
+                      "be written again (retrying)", exc)
+        else:
+            log.debug("still failing: %s", exc)
+
+    def note_write_ok(self) -> None:
+        """A write went through: log the end of a failure episode."""
+        with self._health:
+            failed, self._write_error = self._write_error, None
+        if failed:
+            log.warning("database %s can be written again", self.path)
 
     def schema_version(self) -> int:
         with self.session() as s:
@@ -197,6 +277,12 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code (SQLITE_FULL, SQLITE_IOERR…) behind an error, if any."""
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from daemon import calendars, reminders
 from daemon.errors import InputError
 from daemon.outputs import base as outputs
+from daemon.priority import LABELS as PRIORITY_LABELS
 from daemon.timeparse import format_duration
 from daemon.web.api import (
     call,
@@ -42,6 +43,7 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 RECENT = timedelta(hours=24)  # deliveries that still get done/snooze buttons
 PAGE = 50  # reminders on the first page
+PRIORITIES = tuple(PRIORITY_LABELS.values())
 
 
 def words(request: Request) -> Words:
@@ -83,7 +85,8 @@ def text(form: FormData, name: str) -> str:
 def card(item: dict[str, Any], w: Words, now: datetime) -> dict[str, Any]:
     """One reminder for the page: its next time in words, its rule and outputs in words."""
     at = datetime.fromisoformat(item["next"]) if item["next"] else None
-    return {**item, "when": w.when(at, now) if at else None, "rule_words": w.rule(item["rule"])}
+    return {**item, "when": w.when(at, now) if at else None,
+            "rule_words": w.rule(item["rule"], item["day_filter"])}
 
 
 async def index(request: Request) -> Response:
@@ -134,15 +137,16 @@ def form_values(form: FormData) -> dict[str, Any]:
     chosen = [checked_string("outputs", o) for o in form.getlist("outputs") if isinstance(o, str)]
     return {"task": text(form, "text"), "when": text(form, "at"), "every": every,
             "lead": text(form, "lead") or None, "tz": text(form, "tz") or None,
-            "output": chosen}
+            "output": chosen, "nag": text(form, "nag") or None,
+            "priority": text(form, "priority") or None}
 
 
 def form_page(request: Request, status: int = 200, error: str = "", **values: Any) -> Response:
     settings = the_app(request).settings
     defaults: dict[str, Any] = {"text": "", "at": "", "every": "none", "rule": "", "lead": "",
-                                "tz": "", "outputs": [], "id": None}
+                                "tz": "", "outputs": [], "nag": "", "priority": "", "id": None}
     return render(request, "form.html", status, error=error, v={**defaults, **values},
-                  presets=PRESETS, known_outputs=outputs.available(),
+                  presets=PRESETS, priorities=PRIORITIES, known_outputs=outputs.available(),
                   default_outputs=", ".join(settings.daemon.outputs),
                   default_lead=format_duration(settings.daemon.lead))
 
@@ -151,7 +155,8 @@ def _echo(form: FormData) -> dict[str, Any]:
     """The posted values, to show the form again with an error."""
     return {"text": text(form, "text"), "at": text(form, "at"), "every": text(form, "every"),
             "rule": text(form, "rule"), "lead": text(form, "lead"), "tz": text(form, "tz"),
-            "outputs": [o for o in form.getlist("outputs") if isinstance(o, str)]}
+            "outputs": [o for o in form.getlist("outputs") if isinstance(o, str)],
+            "nag": text(form, "nag"), "priority": text(form, "priority")}
 
 
 async def add(request: Request) -> Response:
@@ -161,7 +166,7 @@ async def add(request: Request) -> Response:
     try:
         v = form_values(form)
         await call(reminders.add, the_app(request), v["task"], v["when"], v["every"], v["lead"],
-                   v["tz"], v["output"] or None)
+                   v["tz"], v["output"] or None, v["nag"], None, v["priority"])
     except InputError as exc:
         return form_page(request, 400, str(exc), **_echo(form))
     return back("/")
@@ -172,16 +177,18 @@ async def edit(request: Request) -> Response:
     if request.method == "GET":
         view = await call(reminders.show, the_app(request), event_id)
         start = datetime.fromisoformat(view["start"])
+        rule = view["day_filter"] or view["rule"]  # "workdays" goes in the rule field as is
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
-                         every=preset_of(view["rule"]),
-                         rule=view["rule"] if preset_of(view["rule"]) == "custom" else "",
+                         every=preset_of(rule), rule=rule if preset_of(rule) == "custom" else "",
                          lead=view["lead"] or "", tz=view["timezone"],
-                         outputs=view["outputs"] or [])
+                         outputs=view["outputs"] or [], nag=view["nag"] or "",
+                         priority=view["priority"] or "")
     form = await checked_form(request)
     try:
         v = form_values(form)
         await call(reminders.edit, the_app(request), event_id, v["task"], v["when"],
-                   v["every"] or "none", v["lead"], v["tz"], v["output"])
+                   v["every"] or "none", v["lead"], v["tz"], v["output"], v["nag"], None,
+                   v["priority"])
     except InputError as exc:
         return form_page(request, 400, str(exc), id=event_id, **_echo(form))
     return back("/")

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -254,3 +254,25 @@ def check_weather(doc: Doctor) -> Check:
     return Check("weather", OK, "forecast endpoint reachable; location set (redacted)")
 
 
+def check_workdays(doc: Doctor) -> Check:
+    """Whether ``--every workdays`` knows the official calendar for the coming months."""
+    from daemon.context.workdays import OfficialWorkdays
+    from daemon.store.db import Database
+
+    s = doc.settings
+    assert s is not None
+    today = date.today()
+    years = {today.year, (today + timedelta(days=90)).year}
+    db = Database(s.db_path) if s.days.holiday_feed and s.db_path.is_file() else None
+    try:
+        workdays = OfficialWorkdays.from_settings(s.days, db, lambda: today)
+        note = workdays.fallback_note(years)
+    finally:
+        if db is not None:
+            db.close()
+    if note:
+        return Check("workdays", WARNING, note,
+                     "set [days] holiday_feed to an ICS calendar of the official holidays, "
+                     "or upgrade chinese-calendar once it has the new year")
+    listed = "–".join(map(str, sorted(years)))
+    return Check("workdays", OK, f"official {s.days.country} calendar known for {listed}")
