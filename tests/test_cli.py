@@ -49,7 +49,8 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert "Usage:" in result.output
 
 
-HEAVY = ("sqlalchemy", "requests", "daemon.app", "torch")
+HEAVY = ("sqlalchemy", "requests", "daemon.app", "torch",
+         "dateparser", "daemon.chinese_time", "daemon.recurrence")  # time parsers load on use
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"]], ids=" ".join)
