@@ -37,7 +37,7 @@ from daemon.timeparse import format_duration, parse_duration
 
 log = logging.getLogger("daemon.calendars")
 
-MIN_EVERY = timedelta(minutes=5)  # as check_settings says for [calendars] default_every
+MIN_EVERY = timedelta(minutes=5)  # as config_checks says for [calendars] default_every
 MAX_EVERY = timedelta(days=7)
 
 

@@ -121,12 +121,10 @@ def prompts(count: int, seed: int, tasks_file: Path | None) -> None:
     periods) and part of the day the context can produce, in the exact training format. Have
     a large model answer each in your character's voice: docs/character.md.
     """
-    from daemon.context.periods import parse_spans
     from daemon.generation import prompts as grid
 
     days = get_app(click.get_current_context()).settings.days
-    user_days = [span.name for span in parse_spans(days.periods, "periods")
-                 + parse_spans(days.personal, "personal")]
+    user_days = [span.name for span in days.periods + days.personal]
     tasks = grid.read_tasks(tasks_file) if tasks_file else grid.TASKS
     for prompt in grid.grid(count, seed, tasks, user_days):
         click.echo(json.dumps({"prompt": prompt}, ensure_ascii=False))
