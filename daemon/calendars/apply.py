@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon.app import App
 from daemon.calendars.parse import Options, Parsed, Problem, parse_calendar
 from daemon.errors import InputError
+from daemon.parts import Stored
 from daemon.store import repo
 from daemon.store.db import lock_for_write
 from daemon.store.models import Event
@@ -65,7 +65,7 @@ class Outcome:
                 "skipped": [str(p) for p in self.skipped], "notes": [str(p) for p in self.notes]}
 
 
-def options(app: App, now: datetime) -> Options:
+def options(app: Stored, now: datetime) -> Options:
     """Parsing options from the settings ([daemon] timezone, [calendars] all_day_at)."""
     return Options(app.settings.daemon.timezone, app.settings.calendars.all_day_at, now)
 
@@ -131,7 +131,7 @@ def apply(s: Session, parsed: Parsed, subscription_id: int | None = None) -> Out
     return outcome
 
 
-def import_text(app: App, text: str, now: datetime | None = None) -> Outcome:
+def import_text(app: Stored, text: str, now: datetime | None = None) -> Outcome:
     """Import an iCalendar document as chime events (never deletes other events)."""
     parsed = parse_checked(text, options(app, now or app.clock.now()))
     with app.db.session() as s:
@@ -141,7 +141,7 @@ def import_text(app: App, text: str, now: datetime | None = None) -> Outcome:
     return outcome
 
 
-def import_file(app: App, path: Path | str, now: datetime | None = None) -> Outcome:
+def import_file(app: Stored, path: Path | str, now: datetime | None = None) -> Outcome:
     """Read and import an .ics file; InputError for an unreadable or non-iCalendar file."""
     return import_text(app, read_text(Path(path)), now)
 
