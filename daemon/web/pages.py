@@ -30,13 +30,8 @@ from daemon.web.api import (
     snooze_for,
     the_app,
 )
-from daemon.web.server import (
-    HERE,
-    SESSION_COOKIE,
-    check_csrf,
-    csrf_token,
-    token_matches,
-)
+from daemon.web.checks import HERE, SESSION_COOKIE, check_csrf, csrf_token
+from daemon.web.token import token_matches
 from daemon.web.words import PRESETS, Words, pick_language, preset_of
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
