@@ -188,3 +188,14 @@ def test_the_menu_marks_the_page_you_are_on(web: WebServer) -> None:
 
     assert current("/") == ["接下来"] and current("/log") == ["记录"]
     assert current("/login") == [] and current("/calendars") == ["日历"]
+
+
+def test_official_workdays_in_the_menu(web: WebServer) -> None:
+    r = web.post("/add", data={"csrf": web.csrf(), "text": "打卡", "at": "周一早上9点",
+                               "every": "workdays"})
+    assert r.status_code == 303, r.text
+    made = web.get("/api/reminders").json()[0]
+    assert (made["rule"], made["day_filter"]) == ("FREQ=DAILY", "workdays")
+    page = web.get(f"/reminders/{made['id']}/edit", headers=HTML).text
+    assert '<option value="workdays" selected>' in page and 'name="rule" value=""' in page
+    assert "法定工作日" in web.get("/", headers=HTML).text

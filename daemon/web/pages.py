@@ -173,9 +173,9 @@ async def edit(request: Request) -> Response:
         view = await call(reminders.show, the_app(request), event_id)
         default_zone = the_app(request).settings.daemon.timezone
         start = datetime.fromisoformat(view["start"])
-        rule = view["day_filter"] or view["rule"]  # "workdays" goes in the rule field as is
+        preset = preset_of(view["rule"], view["day_filter"])
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
-                         every=preset_of(rule), rule=rule if preset_of(rule) == "custom" else "",
+                         every=preset, rule=view["rule"] if preset == "custom" else "",
                          lead=view["lead"] or "",
                          tz="" if view["timezone"] == default_zone else view["timezone"],
                          outputs=view["outputs"] or [], nag=view["nag"] or "",
