@@ -121,12 +121,10 @@ def prompts(count: int, seed: int, tasks_file: Path | None) -> None:
     periods) and part of the day the context can produce, in the exact training format. Have
     a large model answer each in your character's voice: docs/character.md.
     """
-    from daemon.context.periods import parse_spans
     from daemon.generation import prompts as grid
 
     days = get_app(click.get_current_context()).settings.days
-    user_days = [span.name for span in parse_spans(days.periods, "periods")
-                 + parse_spans(days.personal, "personal")]
+    user_days = [span.name for span in days.periods + days.personal]
     tasks = grid.read_tasks(tasks_file) if tasks_file else grid.TASKS
     for prompt in grid.grid(count, seed, tasks, user_days):
         click.echo(json.dumps({"prompt": prompt}, ensure_ascii=False))
@@ -140,7 +138,7 @@ _DEFAULTS = HyperParameters()
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the adapter and training.json (new or empty).")
 @click.option("--name", help="The character's name (default: the --out directory's name).")
-@click.option("--base", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--base", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Base model directory (default: the pulled base in the models dir).")
 @click.option("--allow-bad", is_flag=True, help="Skip bad lines instead of refusing the file.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
@@ -165,7 +163,7 @@ _DEFAULTS = HyperParameters()
 @click.option("--precision", type=click.Choice(["auto", "int8", "bf16", "fp32"]),
               default="auto", show_default=True,
               help="auto: int8 on CUDA with bitsandbytes, else bf16 there; fp32 on the CPU "
-                   "(bf16 when RAM is short).")
+                   "(bf16 when RAM is short; int8 also runs there, with bitsandbytes).")
 @click.option("--checks", type=int, default=50, show_default=True,
               help="Held-out prompts written before and after training for the pass rate.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")

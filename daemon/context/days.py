@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from daemon.context.periods import Span, find
+from daemon.config_values import Span, find
 from daemon.context.prompt import sanitize_task
 
 log = logging.getLogger("daemon.context.days")
@@ -82,19 +82,6 @@ class _Year:
     weekend: frozenset[int]
     makeup_known: bool
     missing: bool = False  # the package has no data for this year at all
-
-
-def country_problem(code: str) -> str | None:
-    """Why ``CC`` or ``CC-SUB`` is not usable with the holidays package, or None."""
-    import holidays
-
-    country, _, subdiv = code.partition("-")
-    supported = holidays.list_supported_countries()
-    if country not in supported:
-        return f"{country!r} is not a country the holidays package knows"
-    if subdiv and subdiv not in supported[country]:
-        return f"{subdiv!r} is not a subdivision of {country}"
-    return None
 
 
 def lunar_festival(day: date) -> str | None:

@@ -24,9 +24,8 @@ import requests
 from daemon.clock import Clock
 from daemon.config import Settings
 from daemon.context import Context
-from daemon.context.daypart import parse_boundaries, part_of_day
+from daemon.context.daypart import part_of_day
 from daemon.context.days import Day, DayCalendar, validate_feed
-from daemon.context.periods import parse_spans
 from daemon.context.weather import (
     UNKNOWN_WEATHER,
     OpenMeteo,
@@ -53,13 +52,13 @@ class ContextProvider:
         self.settings = settings
         self.db = db
         self.clock = clock
-        self.bounds = parse_boundaries(settings.days.parts_of_day)
+        self.bounds = settings.days.parts_of_day
         days = settings.days
         self.calendar = DayCalendar(
             days.country,
             days.festivals,
-            periods=parse_spans(days.periods, "periods"),
-            personal=parse_spans(days.personal, "personal"),
+            periods=days.periods,
+            personal=days.personal,
         )
         w = settings.weather
         self.policy = FetchPolicy(connect_timeout=w.connect_timeout, read_timeout=w.read_timeout,
@@ -155,7 +154,7 @@ class LocalContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bounds = parse_boundaries(settings.days.parts_of_day)
+        self.bounds = settings.days.parts_of_day
 
     def context_for(self, at: datetime) -> Context:
         weekend = at.weekday() >= 5
