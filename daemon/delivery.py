@@ -28,15 +28,14 @@ from typing import Any
 from sqlalchemy import update
 
 from daemon import nag
-from daemon.app import App
 from daemon.context import Context
 from daemon.context.source import LocalContext
 from daemon.errors import ChimeError, StoreError
-from daemon.generation.base import Draft, Request
+from daemon.generation.base import Draft, Request, seed_for
 from daemon.generation.template import TemplateGenerator, start_note
 from daemon.outputs.base import Actions, Output, Reminder
+from daemon.parts import Delivering
 from daemon.planning import alarm_of, rings, zone
-from daemon.reminders import seed_for
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 
@@ -94,7 +93,7 @@ class _Claim:
 class Courier:
     """Prepares texts before their time and delivers them to the outputs at their time."""
 
-    def __init__(self, app: App, actions: Actions | None = None) -> None:
+    def __init__(self, app: Delivering, actions: Actions | None = None) -> None:
         self.app = app
         self.actions = actions
         self._outputs: dict[str, Output] = {}
@@ -332,7 +331,8 @@ class Courier:
             events = {e.id: e for e in repo.list_events(s, include_paused=False)}
             for event in events.values():
                 start = max(since, event.updated_at)
-                for at, starts in rings(event, alarm_of(event.alarm_s), start, until):
+                for at, starts in rings(event, alarm_of(event.alarm_s), start, until,
+                                         self.app.workdays):
                     todo[(event.id, at)] = (False, starts)
             statuses = ("pending", "prepared", "delivering") if startup else ("pending", "prepared")
             for occ in repo.open_occurrences(s, until):

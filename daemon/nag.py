@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from daemon.config import DaemonSettings
 from daemon.errors import InputError
-from daemon.planning import alarm_of, rings, zone
+from daemon.planning import EVERY_DAY, alarm_of, rings, zone
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
 
@@ -178,7 +178,8 @@ def _free_instant(s: Session, event: Event, at: datetime) -> datetime:
     while True:
         taken = s.scalars(select(Occurrence.id).where(
             Occurrence.event_id == event.id, Occurrence.scheduled_at == at)).first()
-        own = rings(event, alarm_of(event.alarm_s), at, at + timedelta(seconds=1))
+        # a superset of the event's own rings is enough here: every day counts as a workday
+        own = rings(event, alarm_of(event.alarm_s), at, at + timedelta(seconds=1), EVERY_DAY)
         if taken is None and not own:
             return at
         at += timedelta(seconds=1)

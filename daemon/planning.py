@@ -9,13 +9,17 @@ RFC 5545 does, then each local time is turned into an instant:
 
 So a daily 02:30 reminder neither disappears nor rings twice across DST changes. Exceptions
 (exdates) are compared in local wall time, additional dates (rdates) are added.
+
+An event with the day filter ``workdays`` (``--every workdays``) keeps only the rule's times
+that fall on an official working day; which days those are is the ``Workdays`` calendar's
+fact (context/days.py), passed in by the caller, so every view plans the same occurrences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import takewhile
 from typing import Protocol
@@ -32,6 +36,27 @@ class Schedule(Protocol):
     rrule: str | None
     rdates: list[str]
     exdates: list[str]
+    day_filter: str | None  # WORKDAYS or None
+
+
+WORKDAYS = "workdays"  # the day filter: only official working days
+
+
+class Workdays(Protocol):
+    """The official working days of the configured country (statutory holidays off, make-up
+    workdays on)."""
+
+    def is_workday(self, day: date) -> bool: ...
+
+
+class _EveryDay:
+    def is_workday(self, day: date) -> bool:
+        return True
+
+
+# For questions that a superset of the rule's times answers ("could this instant be one of the
+# event's own?"): every day counts as a working day.
+EVERY_DAY: Workdays = _EveryDay()
 
 
 @dataclass
@@ -43,6 +68,7 @@ class Recurrence:
     rrule: str | None = None
     rdates: list[str] = field(default_factory=list)
     exdates: list[str] = field(default_factory=list)
+    day_filter: str | None = None
 
 
 DST_SLACK = timedelta(hours=3)
@@ -63,10 +89,12 @@ def to_instant(local: datetime, tz: ZoneInfo) -> datetime:
 
 
 def local_times(
-    schedule: Schedule, start_local: datetime, end_local: datetime
+    schedule: Schedule, start_local: datetime, end_local: datetime,
+    workdays: Workdays | None = None,
 ) -> Iterator[datetime]:
     """Naive local times of ``schedule`` in [start_local, end_local], ascending, exdates removed."""
-    return takewhile(lambda t: t <= end_local, _iter_after(schedule, start_local, end_local))
+    return takewhile(lambda t: t <= end_local,
+                     _iter_after(schedule, start_local, end_local, workdays))
 
 
 @lru_cache(maxsize=16384)
@@ -104,14 +132,16 @@ def rule_near(text: str, dtstart: datetime, not_before: datetime) -> du_rrule.rr
     return _rule(text, dtstart + skips * step)
 
 
-def occurrences(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
-    """Aware UTC instants at which ``schedule`` occurs, with start <= instant < end."""
+def occurrences(schedule: Schedule, start: datetime, end: datetime,
+                workdays: Workdays | None = None) -> list[datetime]:
+    """Aware UTC instants at which ``schedule`` occurs, with start <= instant < end
+    (``workdays`` is required for an event with the ``workdays`` day filter)."""
     tz = zone(schedule.tz)
     # Widen the local window a little: a DST change moves wall time by up to two hours.
     start_local = start.astimezone(tz).replace(tzinfo=None) - DST_SLACK
     end_local = end.astimezone(tz).replace(tzinfo=None) + DST_SLACK
     found = []
-    for local in local_times(schedule, start_local, end_local):
+    for local in local_times(schedule, start_local, end_local, workdays):
         instant = to_instant(local, tz)
         if start <= instant < end:
             found.append(instant)
@@ -119,14 +149,15 @@ def occurrences(schedule: Schedule, start: datetime, end: datetime) -> list[date
 
 
 def next_occurrence(
-    schedule: Schedule, after: datetime, within: timedelta = timedelta(days=800)
+    schedule: Schedule, after: datetime, within: timedelta = timedelta(days=800),
+    workdays: Workdays | None = None,
 ) -> datetime | None:
     """The first instant strictly after ``after``; a recurrence is searched at most ``within``
     ahead (a rule that matches nothing must not search forever)."""
     tz = zone(schedule.tz)
     start_local = after.astimezone(tz).replace(tzinfo=None) - DST_SLACK
     end_local = max(start_local, datetime.fromisoformat(schedule.dtstart)) + within
-    for local in _iter_after(schedule, start_local, end_local):
+    for local in _iter_after(schedule, start_local, end_local, workdays):
         instant = to_instant(local, tz)
         if instant > after:
             return instant
@@ -134,7 +165,8 @@ def next_occurrence(
 
 
 def _iter_after(
-    schedule: Schedule, start_local: datetime, end_local: datetime
+    schedule: Schedule, start_local: datetime, end_local: datetime,
+    workdays: Workdays | None = None,
 ) -> Iterator[datetime]:
     """Local times from ``start_local`` on, ascending and lazy (the first hit ends a search
     quickly); a rule is followed up to ``end_local``, one-offs and rdates whenever they are."""
@@ -147,6 +179,7 @@ def _iter_after(
         rule = rule_near(schedule.rrule, dtstart, start_local)
         late_start = start_local > dtstart
         rule_times = iter(rule.xafter(start_local, inc=True)) if late_start else iter(rule)
+        rule_times = _filtered(rule_times, schedule.day_filter, workdays)
     else:  # a one-off: no search window needed
         rule_times = iter([dtstart] if dtstart >= start_local else [])
         end_local = datetime.max
@@ -170,13 +203,27 @@ def _iter_after(
 
 
 def rings(
-    schedule: Schedule, alarm: timedelta, start: datetime, end: datetime
+    schedule: Schedule, alarm: timedelta, start: datetime, end: datetime,
+    workdays: Workdays | None = None,
 ) -> list[tuple[datetime, datetime]]:
     """(instant the reminder rings, instant the event starts) for every ring in [start, end):
     an alarm rings ``alarm`` before each occurrence (zero: at the start)."""
-    return [(at - alarm, at) for at in occurrences(schedule, start + alarm, end + alarm)]
+    return [(at - alarm, at)
+            for at in occurrences(schedule, start + alarm, end + alarm, workdays)]
 
 
 def alarm_of(alarm_s: int | None) -> timedelta:
     """An event's ``alarm_s`` as a timedelta (None: it rings at its start)."""
     return timedelta(seconds=alarm_s or 0)
+
+
+def _filtered(times: Iterator[datetime], day_filter: str | None,
+              workdays: Workdays | None) -> Iterator[datetime]:
+    """The rule's times on the days the filter keeps."""
+    if day_filter is None:
+        return times
+    if day_filter != WORKDAYS:
+        raise ValueError(f"unknown day filter {day_filter!r}")
+    if workdays is None:
+        raise ValueError("planning a workdays event needs the Workdays calendar")
+    return (t for t in times if workdays.is_workday(t.date()))

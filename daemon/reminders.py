@@ -6,23 +6,23 @@ nothing. Times going in and out are timezone-aware; JSON views use ISO 8601.
 
 from __future__ import annotations
 
-import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon import nag as nagging
-from daemon.app import App
 from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
-from daemon.generation.base import Request
+from daemon.generation.base import Request, seed_for
 from daemon.outputs import base as outputs
-from daemon.planning import Recurrence, alarm_of, next_occurrence, zone
+from daemon.parts import Planned, Writing
+from daemon.planning import Recurrence, Schedule, Workdays, alarm_of, next_occurrence, zone
 from daemon.priority import LABELS as PRIORITY_LABELS
 from daemon.priority import parse_priority
+from daemon.recurrence import describe_every, parse_every
 from daemon.store import repo
 from daemon.store.models import Event, Occurrence
-from daemon.timeparse import format_duration, parse_duration, parse_rule, parse_when
+from daemon.timeparse import describe_when, format_duration, parse_duration, parse_when
 
 MAX_TASK_CHARS = 200
 
@@ -68,12 +68,7 @@ def check_nag_max(count: int) -> int:
     return count
 
 
-def seed_for(event_id: int | None, instant: datetime) -> int:
-    """A stable seed per occurrence, so its text can be reproduced."""
-    return zlib.crc32(f"{event_id}:{instant.astimezone(timezone.utc).isoformat()}".encode())
-
-
-def add(app: App, task: str, when: str, every: str | None = None, lead: str | None = None,
+def add(app: Planned, task: str, when: str, every: str | None = None, lead: str | None = None,
         tz: str | None = None, output: list[str] | None = None, nag: str | None = None,
         nag_max: int | None = None, priority: str | None = None) -> Event:
     """Create a reminder; a one-off must lie in the future."""
@@ -81,15 +76,48 @@ def add(app: App, task: str, when: str, every: str | None = None, lead: str | No
     fields["nag_s"] = check_nag(nag) if nag is not None else None
     fields["nag_max"] = check_nag_max(nag_max) if nag_max is not None else None
     fields["priority"] = parse_priority(priority) if priority is not None else None
-    schedule = Recurrence(fields["dtstart"], fields["tz"], fields["rrule"])
-    first = next_occurrence(schedule, app.clock.now() - timedelta(seconds=1))
+    schedule = Recurrence(fields["dtstart"], fields["tz"], fields["rrule"],
+                          day_filter=fields["day_filter"])
+    first = next_occurrence(schedule, app.clock.now() - timedelta(seconds=1),
+                            workdays=app.workdays)
     if first is None:
         raise InputError(f"{when!r} is in the past; give a future time")
     with app.db.session() as s:
         return repo.add_event(s, **fields, source="manual")
 
 
-def edit(app: App, event_id: int, task: str | None = None, when: str | None = None,
+def confirmation(view: dict[str, Any], now: datetime) -> str:
+    """The line ``chime add`` prints so that a misreading is seen at once:
+    ``#12 吃药 — 周二 12-01 00:00 (in 22 h 5 min)``, plus how it repeats."""
+    nxt = datetime.fromisoformat(view["next"]) if view["next"] else None
+    line = f"#{view['id']} {view['task']} — {describe_when(nxt, now) if nxt else 'no time left'}"
+    return line if view["rule"] is None else f"{line}, repeats {view['every']}"
+
+
+def resolve(app: Planned, when: str, every: str | None = None,
+            tz: str | None = None) -> dict[str, Any]:
+    """What ``--at``/``--every`` would mean now, without storing anything (the web's live
+    preview): the start, the rule, the first time and its description; InputError if unread."""
+    zone_name = check_zone(tz or app.settings.daemon.timezone)
+    now = app.clock.now()
+    start = parse_when(when, now, ZoneInfo(zone_name))
+    repeat = parse_every(every) if every else None
+    schedule = Recurrence(start.replace(tzinfo=None, microsecond=0).isoformat(), zone_name,
+                          repeat.rrule if repeat else None,
+                          day_filter=repeat.day_filter if repeat else None)
+    first = next_occurrence(schedule, now - timedelta(seconds=1), workdays=app.workdays)
+    local = first.astimezone(zone(zone_name)) if first else None
+    return {
+        "start": start.isoformat(),
+        "rule": schedule.rrule,
+        "day_filter": schedule.day_filter,
+        "every": describe_every(schedule.rrule, schedule.day_filter),
+        "next": local.isoformat() if local else None,
+        "when": describe_when(local, now) if local else None,
+    }
+
+
+def edit(app: Planned, event_id: int, task: str | None = None, when: str | None = None,
          every: str | None = None, lead: str | None = None, tz: str | None = None,
          output: list[str] | None = None, nag: str | None = None, nag_max: int | None = None,
          priority: str | None = None) -> Event:
@@ -106,7 +134,9 @@ def edit(app: App, event_id: int, task: str | None = None, when: str | None = No
         if tz is not None:
             changes["tz"] = zone_name
         if every is not None:
-            changes["rrule"] = None if every.lower() in ("none", "once", "") else parse_rule(every)
+            repeat = None if every.strip().lower() in ("none", "once", "") else parse_every(every)
+            changes["rrule"] = repeat.rrule if repeat else None
+            changes["day_filter"] = repeat.day_filter if repeat else None
         if lead is not None:
             changes["lead_s"] = check_lead(lead)
         if output is not None:
@@ -126,45 +156,69 @@ def edit(app: App, event_id: int, task: str | None = None, when: str | None = No
         return repo.update_event(s, event, **changes)
 
 
-def remove(app: App, event_id: int) -> None:
+def remove(app: Planned, event_id: int) -> None:
     with app.db.session() as s:
         repo.remove_event(s, repo.get_event(s, event_id))
 
 
-def set_paused(app: App, event_id: int, paused: bool) -> Event:
+def set_paused(app: Planned, event_id: int, paused: bool) -> Event:
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
         return repo.update_event(s, event, paused=paused)
 
 
-def upcoming(app: App) -> list[dict[str, Any]]:
+def upcoming(app: Planned) -> list[dict[str, Any]]:
     """Every reminder with its next occurrence (None when it has none left)."""
     now = app.clock.now()
     with app.db.session() as s:
-        return [event_view(e, now) for e in repo.list_events(s)]
+        return [event_view(e, now, app.workdays) for e in repo.list_events(s)]
 
 
-def show(app: App, event_id: int, count: int = 5) -> dict[str, Any]:
-    """One reminder with its next ``count`` occurrences and its recent history; with a
-    calendar alarm, ``reminders`` lists when each of those rings (``upcoming`` the starts)."""
+MAX_SHOWN = 1000
+
+
+def show(app: Planned, event_id: int, count: int = 5, start: str | None = None) -> dict[str, Any]:
+    """One reminder with ``count`` occurrences from ``start`` (a time phrase; default now): when
+    each starts (``at``) and when it rings (``rings``: earlier with a calendar alarm); its
+    recent history, and notes (a workdays rule in a year without an official calendar)."""
+    if not 1 <= count <= MAX_SHOWN:
+        raise InputError(f"count must be between 1 and {MAX_SHOWN}, not {count}")
     now = app.clock.now()
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
-        view = event_view(event, now)
-        nexts: list[str] = []
-        after = now
-        while len(nexts) < count and (at := next_occurrence(event, after)) is not None:
-            nexts.append(at.astimezone(zone(event.tz)).isoformat())
-            after = at
-        view["upcoming"] = nexts
+        since = parse_when(start, now, zone(event.tz)) if start else now
+        view = event_view(event, now, app.workdays)
+        found = _occurrences_from(event, since, count, app.workdays)
         alarm = alarm_of(event.alarm_s)
-        view["reminders"] = [(datetime.fromisoformat(at) - alarm).isoformat() for at in nexts]
+        view["occurrences"] = [{"at": at.astimezone(zone(event.tz)).isoformat(),
+                                "rings": (at - alarm).astimezone(zone(event.tz)).isoformat()}
+                               for at in found]
+        view["notes"] = _notes(event, since, found, app)
         history = repo.event_history(s, event.id, 10)
         view["history"] = [occurrence_view(o, event.tz) for o in history]
         return view
 
 
-def log(app: App, limit: int = 20) -> list[dict[str, Any]]:
+def _occurrences_from(schedule: Schedule, since: datetime, count: int,
+                      workdays: Workdays) -> list[datetime]:
+    found: list[datetime] = []
+    after = since - timedelta(microseconds=1)
+    while len(found) < count and (at := next_occurrence(schedule, after,
+                                                       workdays=workdays)) is not None:
+        found.append(at)
+        after = at
+    return found
+
+
+def _notes(event: Event, since: datetime, found: list[datetime], app: Planned) -> list[str]:
+    if event.day_filter is None:
+        return []
+    years = {at.astimezone(zone(event.tz)).year for at in found} or {since.year}
+    note = app.workdays.fallback_note(years)
+    return [note] if note else []
+
+
+def log(app: Planned, limit: int = 20) -> list[dict[str, Any]]:
     """Occurrences, newest first."""
     with app.db.session() as s:
         tz_by_event = {e.id: e.tz for e in repo.list_events(s)}
@@ -173,7 +227,7 @@ def log(app: App, limit: int = 20) -> list[dict[str, Any]]:
                 for o in rows]
 
 
-def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, Any]:
+def preview(app: Writing, task: str, when: str, tz: str | None = None) -> dict[str, Any]:
     """Write the reminder text for ``task`` at ``when`` now; deliver nothing, store nothing."""
     task = check_task(task)
     zone_name = check_zone(tz or app.settings.daemon.timezone)
@@ -192,13 +246,32 @@ def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, 
         "raw_output": draft.raw_output,
         "rejected": draft.rejected,
         **draft.info,
+        "fallback_reason": _fallback_reason(app, draft),
         "context": context.as_dict(),
         "prompt": build_prompt(context, task),
         "guard": _guard_view(app, started),
     }
 
 
-def _guard_view(app: App, since: datetime) -> dict[str, Any]:
+def _fallback_reason(app: Planned, draft: Any) -> str | None:
+    """Why the template wrote the text (None when the model did): the model's failure, else
+    why the model is not used at all."""
+    if draft.generator != "template":
+        return None
+    reason = draft.info.get("fallback_reason")
+    if reason:
+        return str(reason)
+    from daemon.generation import supervisor
+
+    why = supervisor.unavailable(app.settings)
+    if why is None:
+        return "the template was chosen"
+    if not app.settings.model.enabled:
+        return why
+    return f"model not installed: run `chime model pull` ({why})"
+
+
+def _guard_view(app: Planned, since: datetime) -> dict[str, Any]:
     """The guard decision this preview's generation got; when the model did not run, what the
     guard would decide now."""
     from daemon.generation import supervisor
@@ -210,7 +283,7 @@ def _guard_view(app: App, since: datetime) -> dict[str, Any]:
     return decision_dict(Guard(app.settings.guards, supervisor.memory_need_mb(app.settings)).peek())
 
 
-def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"
+def snooze(app: Planned, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"
            ) -> int:
     """Remind again after ``delay``; returns the id of the occurrence that will come.
 
@@ -239,7 +312,7 @@ def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str
         return repeat.id
 
 
-def done(app: App, occurrence_id: int, by: str = "cli") -> None:
+def done(app: Planned, occurrence_id: int, by: str = "cli") -> None:
     """Record that the person acknowledged the reminder (any repeat of it will do), from
     ``by``: cli, desktop, web or push; its nagging stops."""
     with app.db.session() as s:
@@ -249,7 +322,7 @@ def done(app: App, occurrence_id: int, by: str = "cli") -> None:
 class AppActions:
     """The Actions an output's buttons call (desktop: 完成 / 稍后提醒), acknowledging as ``by``."""
 
-    def __init__(self, app: App, by: str = "desktop") -> None:
+    def __init__(self, app: Planned, by: str = "desktop") -> None:
         self.app = app
         self.by = by
 
@@ -262,15 +335,18 @@ class AppActions:
 
 # --- views ------------------------------------------------------------------------------------
 
-def event_view(event: Event, now: datetime) -> dict[str, Any]:
-    nxt = None if event.paused else next_occurrence(event, now)
+def event_view(event: Event, now: datetime, workdays: Workdays) -> dict[str, Any]:
+    nxt = None if event.paused else next_occurrence(event, now, workdays=workdays)
     tz = zone(event.tz)
+    local = nxt.astimezone(tz) if nxt else None  # in the event's zone, as the person reads it
     return {
         "id": event.id,
         "task": event.task,
         "start": datetime.fromisoformat(event.dtstart).replace(tzinfo=tz).isoformat(),
         "timezone": event.tz,
         "rule": event.rrule,
+        "day_filter": event.day_filter,
+        "every": describe_every(event.rrule, event.day_filter),
         "exdates": event.exdates,
         "lead": None if event.lead_s is None else format_duration(timedelta(seconds=event.lead_s)),
         "alarm": None if not event.alarm_s else format_duration(timedelta(seconds=event.alarm_s)),
@@ -281,7 +357,7 @@ def event_view(event: Event, now: datetime) -> dict[str, Any]:
         "priority": PRIORITY_LABELS[event.priority] if event.priority else None,
         "paused": event.paused,
         "source": event.source,
-        "next": nxt.astimezone(tz).isoformat() if nxt else None,
+        "next": local.isoformat() if local else None,
     }
 
 
@@ -313,13 +389,15 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def _fields(app: App, *, task: str, when: str, every: str | None, lead: str | None,
+def _fields(app: Planned, *, task: str, when: str, every: str | None, lead: str | None,
             tz: str | None, output: list[str] | None) -> dict[str, Any]:
     zone_name = check_zone(tz or app.settings.daemon.timezone)
     fields: dict[str, Any] = {"task": check_task(task), "tz": zone_name}
     local = parse_when(when, app.clock.now(), ZoneInfo(zone_name))
     fields["dtstart"] = local.replace(tzinfo=None, microsecond=0).isoformat()
-    fields["rrule"] = parse_rule(every) if every else None
+    repeat = parse_every(every) if every else None
+    fields["rrule"] = repeat.rrule if repeat else None
+    fields["day_filter"] = repeat.day_filter if repeat else None
     fields["lead_s"] = check_lead(lead) if lead is not None else None
     if output:
         outputs.check_names(output, InputError)

@@ -248,9 +248,9 @@ class Service:
             self.notifier.ready()
             return
         self.courier.close()
-        self.app.generator.close()
-        new_app = App(settings, self.app.clock)
-        new_app.__dict__["db"] = self.app.db if settings.db_path == self.app.db.path else new_app.db
+        self.app.close(keep_db=True)
+        same_db = settings.db_path == self.app.db.path
+        new_app = App(settings, self.app.clock, db=self.app.db if same_db else None)
         self.app = self.courier.app = self.planner.app = new_app
         self.courier.actions = AppActions(new_app)
         log.info("configuration reloaded")

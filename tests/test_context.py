@@ -28,6 +28,7 @@ from daemon.context.source import ContextProvider
 from daemon.context.weather import UNKNOWN_WEATHER
 from daemon.generation.base import Request as GenRequest
 from daemon.generation.template import TemplateGenerator, template_text
+from daemon.store.db import Database
 from tests.context_fixtures import FEED, FORECAST_START, Sleeps, hits, payload_bytes, refused_url
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -54,10 +55,11 @@ def make_app(tmp_path: Path) -> Iterator:
     apps: list[App] = []
 
     def build(base_url: str | None = None, extra: str = "", at: datetime = NOW) -> App:
-        app = App(make_settings(tmp_path, base_url, extra), FixedClock(at))
+        settings, clock = make_settings(tmp_path, base_url, extra), FixedClock(at)
+        db = Database(settings.db_path)
         # Tests never really sleep between retries.
-        app.__dict__["context_source"] = ContextProvider(app.settings, app.db, app.clock,
-                                                         sleep=Sleeps())
+        app = App(settings, clock, db=db,
+                  context_source=ContextProvider(settings, db, clock, sleep=Sleeps()))
         apps.append(app)
         return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,8 @@ def test_reminders_are_delivered_once_and_on_time(db_path: Path) -> None:
     daemon = Daemon(db_path)
     try:
         daemon.wait_ready()
-        base = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+        # Four CLI calls come first; each can take seconds on a loaded 2-core machine.
+        base = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=15)
         tasks = {f"任务{i}": base + timedelta(seconds=i) for i in range(4)}
         for task, at in tasks.items():
             assert cli(db_path, "add", task, "--at", iso(at), "--lead", "2s").returncode == 0
@@ -97,10 +99,14 @@ def test_edit_and_remove_while_running_are_replanned(db_path: Path) -> None:
     daemon = Daemon(db_path)
     try:
         daemon.wait_ready()
-        at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=6)
-        keep = cli(db_path, "add", "保留", "--at", iso(at), "--lead", "1s").stdout.strip()
-        drop = cli(db_path, "add", "删除", "--at", iso(at), "--lead", "1s").stdout.strip()
-        moved = at + timedelta(seconds=2)
+        # Both are planned well ahead; each CLI call can take seconds on a loaded machine, so
+        # the new time is chosen only once the adds are done.
+        at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=60)
+        keep = str(json.loads(cli(db_path, "add", "保留", "--at", iso(at), "--lead", "1s",
+                                  "--json").stdout)["id"])
+        drop = str(json.loads(cli(db_path, "add", "删除", "--at", iso(at), "--lead", "1s",
+                                  "--json").stdout)["id"])
+        moved = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=10)
         assert cli(db_path, "edit", keep, "--at", iso(moved)).returncode == 0
         assert cli(db_path, "remove", drop).returncode == 0
         wait_for(lambda: any(o["status"] == "delivered" for o in occurrences(db_path)), 30, "delivery")

@@ -10,6 +10,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from tests.dbus_fixtures import NotificationServer, private_bus
 DATA = Path(__file__).parent / "data" / "openmeteo"
 LAT, LON, PLACE = "31.2304", "121.4737", "上海徐汇"
 NAMES = ["config", "python", "torch", "gpu", "int8", "model files", "memory", "sensors",
-         "desktop", "speaker", "ntfy", "database", "daemon", "weather", "clock"]
+         "desktop", "speaker", "ntfy", "database", "daemon", "weather", "clock", "workdays"]
 
 
 def doctor(*args: str, config: Path | None = None, db: Path) -> subprocess.CompletedProcess[str]:
@@ -77,6 +78,23 @@ def test_doctor_json_on_this_machine(tmp_path: Path, located_config: Path,
     assert asked and all(a["latitude"] == "0.0" and a["longitude"] == "0.0" for a in asked)
     assert checks["database"]["status"] == OK
     assert not (tmp_path / "chime.db").exists(), "the doctor must not create the database"
+    soon = date.today() + timedelta(days=90)
+    if chinese_calendar_covers(soon.year):
+        assert checks["workdays"]["status"] == OK
+    else:
+        assert checks["workdays"]["status"] == WARNING
+        assert f"CN calendar of {soon.year} is not known yet" in checks["workdays"]["detail"]
+        assert "Monday–Friday" in checks["workdays"]["detail"]
+
+
+def chinese_calendar_covers(year: int) -> bool:
+    import chinese_calendar
+
+    try:
+        chinese_calendar.is_workday(date(year, 12, 31))
+    except NotImplementedError:
+        return False
+    return True
 
 
 def test_doctor_text_and_an_offline_weather_endpoint(tmp_path: Path) -> None:

@@ -27,6 +27,22 @@ def test_new_database_is_wal_with_version_and_migrations(db_path: Path) -> None:
     assert Database(db_path).migrations() == [name for name, _ in MIGRATIONS]
 
 
+def test_a_version_4_database_gets_the_day_filter_column(db_path: Path) -> None:
+    Database(db_path).close()
+    with sqlite3.connect(db_path) as conn:  # the schema as version 4 wrote it
+        conn.execute("ALTER TABLE events DROP COLUMN day_filter")
+        conn.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
+        conn.execute("DELETE FROM migrations WHERE name = '0005_event_day_filter'")
+        conn.execute("INSERT INTO events(task, dtstart, tz, rdates, exdates, paused, source, "
+                     "created_at, updated_at) VALUES ('old', '2030-01-01T08:00:00', 'UTC', "
+                     "'[]', '[]', 0, 'manual', '2026-01-01', '2026-01-01')")
+    db = Database(db_path)
+    assert db.migrations()[-1] == "0005_event_day_filter"
+    assert db.schema_version() == SCHEMA_VERSION
+    with db.session() as s:
+        assert [(e.task, e.day_filter) for e in repo.list_events(s)] == [("old", None)]
+
+
 def test_newer_schema_is_refused(db_path: Path) -> None:
     Database(db_path).close()
     with sqlite3.connect(db_path) as conn:

@@ -58,7 +58,8 @@ def test_add_in_chinese_and_read_back(web: WebServer) -> None:
     listed = web.get("/api/reminders").json()
     assert [e["task"] for e in listed] == ["喝水"]
     shown = web.get(f"/api/reminders/{made['id']}").json()
-    assert shown["upcoming"][:2] == ["2026-11-29T08:00:00+08:00", "2026-11-30T08:00:00+08:00"]
+    assert [o["at"] for o in shown["occurrences"][:2]] == ["2026-11-29T08:00:00+08:00",
+                                                          "2026-11-30T08:00:00+08:00"]
 
 
 def test_patch_pause_and_delete(web: WebServer) -> None:
@@ -182,6 +183,9 @@ def test_oversize_upload_is_413_and_stores_nothing(web: WebServer, db_path: Path
     assert r.status_code == 413
     r = web.post("/api/reminders", data=b'{"text": "' + b"x" * 70_000 + b'"}')
     assert r.status_code == 413
+    page = web.post("/calendars/upload", files={"file": ("big.ics", big.encode())},
+                    headers={"Accept": "text/html"})
+    assert page.status_code == 413 and "larger than 1024 KB" in page.text and "<html" in page.text
     assert dump(db_path) == before
 
 

@@ -126,7 +126,7 @@ def test_add_in_chinese_with_the_resolved_time_and_a_preview(site: Site) -> None
     site.wait(EC.url_to_be(site.url + "/"))
     site.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), "给妈妈打电话"))
     card = site.browser.find_element(By.CSS_SELECTOR, ".card")
-    assert "20:00" in card.text and "工作日" in card.text, card.text
+    assert "20:00" in card.text and "周一到周五" in card.text, card.text
     site.shot("next")
 
 

@@ -41,7 +41,8 @@ def test_times_in_words() -> None:
     assert en.day(NOW + timedelta(days=5), NOW) == "Thu 3 Dec"
     assert zh.relative(NOW - timedelta(hours=3), NOW) == "3 小时前"
     assert zh.relative(NOW - timedelta(seconds=20), NOW) == "刚刚"
-    assert zh.rule("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR") == "工作日"
+    assert zh.rule("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR") == "周一到周五"
+    assert zh.rule("FREQ=DAILY", "workdays") == "法定工作日"
     assert en.rule("FREQ=MONTHLY;BYMONTHDAY=1") == "rule FREQ=MONTHLY;BYMONTHDAY=1"
     assert zh.age(timedelta(seconds=4)) == "4 秒"
 
@@ -134,6 +135,8 @@ def test_upload_errors_show_on_the_page(web: WebServer, fixed_app: App) -> None:
     r = web.post("/calendars/upload", files={"file": ("x.ics", b"BEGIN:VCALENDAR")},
                  data={"csrf": "forged"}, headers=HTML)
     assert r.status_code == 403
+    r = web.post("/calendars/upload", data=b"BEGIN:VCALENDAR", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 403  # a raw body needs the header instead of the field
 
 
 def test_web_token_command(db_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Parsing component by component means one garbled line costs only the event that holds it.
 Where a real export's meaning is plain it is read leniently: spaces inside an RRULE (Exchange
-writes ``BYDAY=MO, TU, WE, TH, FR``) are dropped.
+writes ``BYDAY=MO, TU, WE, TH, FR``) and empty list items (``BYDAY=MO,``) are dropped.
 Structure errors that make the whole file suspect (not iCalendar at all, cut short, an END
 without BEGIN at calendar level) raise InputError; a broken component is marked ``broken``.
 """
@@ -83,12 +83,19 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
         elif depth == 1:
             props.setdefault(name, value.strip())
         if name in ("RRULE", "EXRULE") and depth >= 2:  # Exchange: BYDAY=MO, TU, WE
-            line = f"{head}:{''.join(value.split())}"
+            line = f"{head}:{_plain_rule(value)}"
         if depth >= 2 or (depth == 1 and name == "BEGIN"):
             blocks[-1].lines.append(line)
     if stack:
         raise InputError(f"the iCalendar file ends inside {stack[-1]} (cut short?)")
     return props, blocks
+
+
+def _plain_rule(value: str) -> str:
+    """An RRULE value without the slips real exports make: spaces, empty list items."""
+    rule = "".join(value.split())
+    rule = re.sub(r",+(?=;|$)", "", re.sub(r"([=,]),+", r"\1", rule))
+    return rule
 
 
 def short(exc: BaseException | str) -> str:

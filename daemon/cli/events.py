@@ -31,24 +31,33 @@ priority_option = click.option(
 @click.command()
 @click.argument("text")
 @click.option("--at", "when", required=True,
-              help="When: ISO 8601, 'tomorrow 8:00', 'in 10 minutes', '明天早上8点'…")
+              help="When: '明天晚上12点', '下周三 14:00', '一个半小时后', 'tomorrow at noon', "
+                   "'next friday 8pm', ISO 8601…")
 @click.option("--every",
-              help="Repeat: daily, weekdays, weekends, weekly, monthly, yearly or an RRULE.")
+              help="Repeat: 每天, 每周一三五, 每两周, 每月15号, workdays (official working "
+                   "days), weekdays, 'every monday', 'every 2 weeks' or an RRULE.")
 @click.option("--lead", help="Prepare the text this long before (90s, 10m, 1h30m).")
 @click.option("--tz", help="IANA time zone of the event (default: the configured one).")
 @click.option("--output", multiple=True, help="Deliver through this output (repeatable).")
 @nag_option
 @nag_max_option
 @priority_option
+@json_option
 def add(text: str, when: str, every: str | None, lead: str | None, tz: str | None,
         output: tuple[str, ...], nag: str | None, nag_max: int | None,
-        priority: str | None) -> None:
-    """Add a reminder and print its id."""
+        priority: str | None, as_json: bool) -> None:
+    """Add a reminder and confirm when it rings: `#12 吃药 — 周二 12-01 00:00 (in 22 h 5 min)`
+    (--json: the reminder, with its id)."""
     from daemon import reminders
 
-    event = reminders.add(_app(), text, when, every, lead, tz, list(output) or None, nag=nag,
+    app = _app()
+    event = reminders.add(app, text, when, every, lead, tz, list(output) or None, nag=nag,
                           nag_max=nag_max, priority=priority)
-    click.echo(event.id)
+    view = reminders.event_view(event, app.clock.now(), app.workdays)
+    if as_json:
+        echo_json(view)
+    else:
+        click.echo(reminders.confirmation(view, app.clock.now()))
 
 
 @click.command(name="list")
@@ -65,27 +74,32 @@ def list_(as_json: bool) -> None:
         click.echo("no reminders yet: chime add TEXT --at WHEN")
     for e in items:
         nxt = "paused" if e["paused"] else (e["next"] or "done")
-        rule = e["rule"] or "once"
-        click.echo(f"{e['id']:>4}  {nxt:<25}  {rule:<22}  {e['task']}")
+        click.echo(f"{e['id']:>4}  {nxt:<25}  {e['every']:<22}  {e['task']}")
 
 
 @click.command()
 @click.argument("event_id", type=int)
+@click.option("--from", "start", help="List the occurrences from this date or time "
+                                      "(default: now), e.g. 2026-09-28.")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(1, 1000),
+              help="How many occurrences.")
 @json_option
-def show(event_id: int, as_json: bool) -> None:
-    """Show one reminder, its next occurrences and its history."""
+def show(event_id: int, start: str | None, count: int, as_json: bool) -> None:
+    """Show one reminder, its occurrences and its history."""
     from daemon import reminders
 
-    view = reminders.show(_app(), event_id)
+    view = reminders.show(_app(), event_id, count, start)
     if as_json:
         echo_json(view)
         return
-    for key in ("id", "task", "start", "timezone", "rule", "lead", "alarm", "outputs", "nag",
+    for key in ("id", "task", "start", "timezone", "every", "lead", "alarm", "outputs", "nag",
                 "nag_max", "priority", "paused", "source"):
         click.echo(f"{key:>9}: {view[key]}")
-    nexts = [at if ring == at else f"{at} (reminder {ring})"  # a calendar alarm rings before
-             for at, ring in zip(view["upcoming"], view["reminders"], strict=True)]
+    nexts = [o["at"] if o["rings"] == o["at"] else f"{o['at']} (reminder {o['rings']})"
+             for o in view["occurrences"]]  # a calendar alarm rings before the start
     click.echo("     next: " + (", ".join(nexts) or "none"))
+    for note in view["notes"]:
+        click.echo(f"     note: {note}")
     for h in view["history"]:
         click.echo(f"  {h['scheduled_at']}  {h['status']:<9}  {h['message'] or ''}")
 
@@ -229,6 +243,8 @@ def status(as_json: bool) -> None:
                    f"{f'; hottest {hottest}' if hottest else ''}")
         for d in guard["decisions"][:3]:
             click.echo(f"  {d['at']}  {d['decision']}  {d['reason']}")
+        for note in guard["notes"]:
+            click.echo(f"  note: {note}")
         click.echo(f"model: {'usable' if data['model']['usable'] else data['model']['reason']}")
         fetched = data["weather"]["fetched_at"]
         click.echo(f"weather: {'fetched ' + fetched if fetched else 'no forecast cached'}")

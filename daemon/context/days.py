@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from daemon.context.periods import Span, find
+from daemon.config_values import Span, find
 from daemon.context.prompt import sanitize_task
 
 log = logging.getLogger("daemon.context.days")
@@ -82,19 +82,6 @@ class _Year:
     weekend: frozenset[int]
     makeup_known: bool
     missing: bool = False  # the package has no data for this year at all
-
-
-def country_problem(code: str) -> str | None:
-    """Why ``CC`` or ``CC-SUB`` is not usable with the holidays package, or None."""
-    import holidays
-
-    country, _, subdiv = code.partition("-")
-    supported = holidays.list_supported_countries()
-    if country not in supported:
-        return f"{country!r} is not a country the holidays package knows"
-    if subdiv and subdiv not in supported[country]:
-        return f"{subdiv!r} is not a subdivision of {country}"
-    return None
 
 
 def lunar_festival(day: date) -> str | None:
@@ -174,6 +161,36 @@ class DayCalendar:
             self._warn_makeup_unknown(day.year)
             return None, f"day: 调休 make-up workdays for {day.year} are not known"
         return None, None
+
+    def is_workday(self, day: date, feed: Mapping[date, Day]) -> bool:
+        """An official working day: statutory holidays off, 调休 make-up days on; in a year
+        whose official calendar is not known (``calendar_known``), Monday to Friday."""
+        if not self.calendar_known(day.year, feed):
+            return day.weekday() < 5
+        official = self._official_day(day, feed)
+        if official is not None:
+            return official.kind == "makeup"
+        return day.weekday() not in self._weekend(day.year)
+
+    def calendar_known(self, year: int, feed: Mapping[date, Day]) -> bool:
+        """Whether the official working days of ``year`` are known: the holiday feed has
+        entries in it, or for CN chinese-calendar covers it, else the holidays package has it."""
+        if any(d.year == year for d in feed):
+            return True
+        if self.country == "CN":
+            return _chinese_calendar(date(year, 12, 31))[0]
+        return not self._year(year).missing
+
+    def _official_day(self, day: date, feed: Mapping[date, Day]) -> Day | None:
+        """The holiday or make-up workday on ``day`` from a known calendar, without warnings."""
+        if day in feed:
+            return feed[day]
+        if self.country == "CN":
+            return _chinese_calendar(day)[1]
+        year = self._year(day.year)
+        if day in year.days_off:
+            return Day(year.days_off[day], "holiday")
+        return Day(MAKEUP_WORD, "makeup") if day in year.makeup else None
 
     def _year(self, year: int) -> _Year:
         if year not in self._years:

@@ -13,7 +13,6 @@ path falls back to it if the provider itself fails.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -25,9 +24,8 @@ import requests
 from daemon.clock import Clock
 from daemon.config import Settings
 from daemon.context import Context
-from daemon.context.daypart import parse_boundaries, part_of_day
-from daemon.context.days import Day, DayCalendar, parse_feed, validate_feed
-from daemon.context.periods import parse_spans
+from daemon.context.daypart import part_of_day
+from daemon.context.days import Day, DayCalendar, validate_feed
 from daemon.context.weather import (
     UNKNOWN_WEATHER,
     OpenMeteo,
@@ -35,8 +33,9 @@ from daemon.context.weather import (
     WeatherService,
     unknown,
 )
+from daemon.context.workdays import HolidayFeed
 from daemon.http import FetchPolicy, new_session
-from daemon.http_cache import cached_document, fetch_cached
+from daemon.http_cache import fetch_cached
 from daemon.store.db import Database
 
 log = logging.getLogger("daemon.context")
@@ -53,13 +52,13 @@ class ContextProvider:
         self.settings = settings
         self.db = db
         self.clock = clock
-        self.bounds = parse_boundaries(settings.days.parts_of_day)
+        self.bounds = settings.days.parts_of_day
         days = settings.days
         self.calendar = DayCalendar(
             days.country,
             days.festivals,
-            periods=parse_spans(days.periods, "periods"),
-            personal=parse_spans(days.personal, "personal"),
+            periods=days.periods,
+            personal=days.personal,
         )
         w = settings.weather
         self.policy = FetchPolicy(connect_timeout=w.connect_timeout, read_timeout=w.read_timeout,
@@ -71,7 +70,8 @@ class ContextProvider:
             client = OpenMeteo(self.session, self.policy, base_url=w.base_url,
                                forecast_days=w.forecast_days, air_quality_url=w.air_quality_url)
             self.weather = WeatherService(db, client, loc.latitude, loc.longitude, w.refresh)
-        self._feed: tuple[str, dict[date, Day]] = ("", {})
+        self.feed = (HolidayFeed(db, days.holiday_feed, lambda: clock.now().date())
+                     if days.holiday_feed else None)
         self._lock = threading.Lock()
 
     # --- refresh (network, when due) ------------------------------------------------------
@@ -146,22 +146,7 @@ class ContextProvider:
             return Day("双休日", "weekend", note) if weekend else Day("工作日", "workday", note)
 
     def _feed_days(self) -> dict[date, Day]:
-        """The parsed holiday feed from the cache, re-parsed only when its body changed."""
-        url = self.settings.days.holiday_feed
-        if not url:
-            return {}
-        doc = cached_document(self.db, url)
-        if doc is None or doc.body is None:
-            return {}
-        digest = hashlib.sha256(doc.body.encode()).hexdigest()
-        if digest != self._feed[0]:
-            try:
-                days = parse_feed(doc.body, self.clock.now().date())
-            except Exception as exc:
-                log.warning("the cached holiday feed cannot be read: %s", exc)
-                days = {}
-            self._feed = (digest, days)
-        return self._feed[1]
+        return self.feed.days() if self.feed else {}
 
 
 class LocalContext:
@@ -169,7 +154,7 @@ class LocalContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bounds = parse_boundaries(settings.days.parts_of_day)
+        self.bounds = settings.days.parts_of_day
 
     def context_for(self, at: datetime) -> Context:
         weekend = at.weekday() >= 5

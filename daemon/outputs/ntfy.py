@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from daemon.config_checks import require
 from daemon.errors import ChimeError, ConfigError, FetchError, OutputError
 from daemon.http import FetchPolicy, request
 from daemon.outputs.base import Actions, Reminder
@@ -48,13 +49,9 @@ class NtfyOutput:
     name = "ntfy"
 
     def __init__(self, settings: Settings, actions: Actions | None = None) -> None:
+        require(settings, "ntfy")
         conf = settings.ntfy
         parts = urlsplit(conf.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"[ntfy] url: expected an http:// or https:// URL, got {conf.url!r}")
-        if not conf.topic:
-            raise ConfigError("[ntfy] topic: not set (pick a name that is hard to guess: "
-                              "anyone who knows it can read your reminders on ntfy.sh)")
         if not TOPIC.fullmatch(conf.topic):
             raise ConfigError(f"[ntfy] topic: {conf.topic!r} is not a valid topic (letters, "
                               f"digits, - and _, at most 64)")

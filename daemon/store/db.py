@@ -107,11 +107,17 @@ def _merge_event(conn: Connection, keep: int, dup: int) -> None:
     conn.execute(text("DELETE FROM events WHERE id = :dup"), args)
 
 
+def _day_filter(conn: Connection) -> None:
+    """``--every workdays``: the day filter the planner applies to an event's rule."""
+    _add_missing_columns(conn, "events", {"day_filter": "VARCHAR(16)"})
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _initial),
     ("0002_nag", _nag),
     ("0003_calendar_alarms", _calendar_alarms),
     ("0004_unique_calendar_uid", _unique_calendar_uid),
+    ("0005_event_day_filter", _day_filter),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -90,6 +90,8 @@ class Event(Base):
     dtstart: Mapped[str] = mapped_column(String(32))  # naive local ISO time
     tz: Mapped[str] = mapped_column(String(64))
     rrule: Mapped[str | None] = mapped_column(Text)
+    # "workdays": the rule rings only on official working days (planning.WORKDAYS)
+    day_filter: Mapped[str | None] = mapped_column(String(16))
     rdates: Mapped[list[str]] = mapped_column(JSON, default=list)
     exdates: Mapped[list[str]] = mapped_column(JSON, default=list)
     lead_s: Mapped[int | None] = mapped_column(Integer)  # None: the configured default

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,8 +21,7 @@ from daemon import calendars, reminders
 from daemon.app import App
 from daemon.calendars.apply import decode
 from daemon.errors import InputError, NotFoundError
-from daemon.planning import Recurrence, next_occurrence
-from daemon.timeparse import format_duration, parse_duration, parse_rule, parse_when
+from daemon.timeparse import format_duration, parse_duration
 from daemon.web.server import read_json
 
 log = logging.getLogger("daemon.web")
@@ -112,15 +110,7 @@ def via(request: Request) -> str:
 
 def resolve(app: App, at: str, every: str | None = None, tz: str | None = None) -> dict[str, Any]:
     """What a reminder with these phrases would be: the start and its first time from now."""
-    zone_name = reminders.check_zone(tz or app.settings.daemon.timezone)
-    now = app.clock.now()
-    start = parse_when(at, now, ZoneInfo(zone_name))
-    rule = parse_rule(every) if every else None
-    first = next_occurrence(
-        Recurrence(start.replace(tzinfo=None, microsecond=0).isoformat(), zone_name, rule),
-        now - timedelta(seconds=1))
-    return {"start": start.isoformat(), "rule": rule,
-            "next": first.astimezone(ZoneInfo(zone_name)).isoformat() if first else None}
+    return reminders.resolve(app, at, every, tz)
 
 
 # --- reminders -------------------------------------------------------------------------------
@@ -133,7 +123,7 @@ def _add(app: App, body: dict[str, Any]) -> dict[str, Any]:
     event = reminders.add(app, body["text"], body["at"], body.get("every"), body.get("lead"),
                           body.get("tz"), body.get("outputs"), body.get("nag"),
                           body.get("nag_max"), body.get("priority"))
-    return reminders.event_view(event, app.clock.now())
+    return reminders.event_view(event, app.clock.now(), app.workdays)
 
 
 async def add_reminder(request: Request) -> Response:
@@ -160,7 +150,7 @@ def _edit(app: App, event_id: int, body: dict[str, Any]) -> dict[str, Any]:
                                changes.get("nag_max"), changes.get("priority"))
     if "paused" in body:
         event = reminders.set_paused(app, event_id, body["paused"])
-    return reminders.event_view(event, app.clock.now())
+    return reminders.event_view(event, app.clock.now(), app.workdays)
 
 
 async def edit_reminder(request: Request) -> Response:
@@ -232,8 +222,10 @@ async def status(request: Request) -> Response:
 
 async def read_calendar(request: Request, check: Callable[[Any], None] | None = None) -> str:
     """An uploaded calendar: a multipart form's ``file`` field or the raw body (text/calendar).
-    ``check`` sees the form first (the pages' CSRF field)."""
+    ``check`` sees the form's ``csrf`` field first (None for a raw body: the header then)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        if check is not None:
+            check(None)
         return decode(await request.body())
     limit = the_app(request).settings.web.max_upload_kb * 1024
     async with request.form(max_files=1, max_fields=10, max_part_size=limit) as form:

@@ -85,7 +85,8 @@ def text(form: FormData, name: str) -> str:
 def card(item: dict[str, Any], w: Words, now: datetime) -> dict[str, Any]:
     """One reminder for the page: its next time in words, its rule and outputs in words."""
     at = datetime.fromisoformat(item["next"]) if item["next"] else None
-    return {**item, "when": w.when(at, now) if at else None, "rule_words": w.rule(item["rule"])}
+    return {**item, "when": w.when(at, now) if at else None,
+            "rule_words": w.rule(item["rule"], item["day_filter"])}
 
 
 async def index(request: Request) -> Response:
@@ -176,9 +177,9 @@ async def edit(request: Request) -> Response:
     if request.method == "GET":
         view = await call(reminders.show, the_app(request), event_id)
         start = datetime.fromisoformat(view["start"])
+        rule = view["day_filter"] or view["rule"]  # "workdays" goes in the rule field as is
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
-                         every=preset_of(view["rule"]),
-                         rule=view["rule"] if preset_of(view["rule"]) == "custom" else "",
+                         every=preset_of(rule), rule=rule if preset_of(rule) == "custom" else "",
                          lead=view["lead"] or "", tz=view["timezone"],
                          outputs=view["outputs"] or [], nag=view["nag"] or "",
                          priority=view["priority"] or "")

@@ -49,10 +49,10 @@ def session_value(token: str) -> str:
     return hmac.new(token.encode(), b"chime web session", hashlib.sha256).hexdigest()
 
 
-def error_response(request: Request | None, status: int, message: str) -> Response:
+def error_response(request: Request, status: int, message: str) -> Response:
     """``{"error": ...}`` for the API, the error page for a browser."""
-    if request is None or request.url.path.startswith("/api/") or "html" not in request.headers.get(
-            "accept", ""):
+    wants_html = "html" in request.headers.get("accept", "")
+    if request.url.path.startswith("/api/") or not wants_html:
         return JSONResponse({"error": message}, status_code=status)
     from daemon.web.pages import error_page
 
@@ -104,7 +104,8 @@ class Guards:
         await self.app(scope, _limited(receive, limit), send)
 
     def _auth(self, request: Request) -> str:
-        """``bearer``, ``cookie``, ``local`` (loopback, no token needed) or ``denied``."""
+        """``bearer``, ``cookie``, ``local`` (loopback, no token needed), ``open`` (the login
+        page and static files) or ``denied``."""
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token_matches(given.strip(), self.token):
             return "bearer"
@@ -293,6 +294,6 @@ def serve(app: App, listen: str, port: int) -> None:
     web = create_app(app, listen=listen)
     config = uvicorn.Config(web, host=listen, port=port, log_level="warning",
                             access_log=False, proxy_headers=False, server_header=False,
-                            lifespan="off")
+                            lifespan="off", limit_concurrency=64)
     uvicorn.Server(config).run()
 

@@ -37,7 +37,7 @@ class Upcoming:
             self._refresh(app, now)
             for event_id, at in self._next.items():
                 if at is not None and at <= now:
-                    self._compute(self._events[event_id], now)
+                    self._compute(app, self._events[event_id], now)
             return [self._views[i] for i in sorted(self._views)]
 
     def _refresh(self, app: App, now: datetime) -> None:
@@ -57,10 +57,10 @@ class Upcoming:
                 for event in s.scalars(select(Event).where(Event.id.in_(ids))):
                     self._events[event.id] = event
                     self._stamps[event.id] = stamps[event.id]
-                    self._compute(event, now)
+                    self._compute(app, event, now)
             self._revision = revision
 
-    def _compute(self, event: Event, now: datetime) -> None:
-        view = reminders.event_view(event, now)
+    def _compute(self, app: App, event: Event, now: datetime) -> None:
+        view = reminders.event_view(event, now, app.workdays)
         self._views[event.id] = view
         self._next[event.id] = datetime.fromisoformat(view["next"]) if view["next"] else None

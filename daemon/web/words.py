@@ -40,7 +40,8 @@ ZH: dict[str, str] = {
     "field.priority.default": "默认",
     "every.none": "不重复",
     "every.daily": "每天",
-    "every.weekdays": "工作日",
+    "every.weekdays": "周一到周五",
+    "every.workdays": "法定工作日",
     "every.weekends": "周末",
     "every.weekly": "每周",
     "every.monthly": "每月",
@@ -166,6 +167,7 @@ EN: dict[str, str] = {
     "every.none": "once",
     "every.daily": "every day",
     "every.weekdays": "weekdays",
+    "every.workdays": "official workdays",
     "every.weekends": "weekends",
     "every.weekly": "weekly",
     "every.monthly": "monthly",
@@ -334,10 +336,12 @@ class Words:
             return self("age.hours", n=seconds // 3600)
         return self("age.days", n=seconds // 86400)
 
-    def rule(self, rrule: str | None) -> str:
-        """每天 / weekdays for the presets, else the RRULE itself."""
+    def rule(self, rrule: str | None, day_filter: str | None = None) -> str:
+        """每天 / weekdays for the presets, 法定工作日 for workdays, else the RRULE itself."""
         if not rrule:
             return self("rule.once")
+        if day_filter:
+            return self(f"every.{day_filter}")
         from daemon.timeparse import SHORTHANDS
 
         for preset in _PRESETS:

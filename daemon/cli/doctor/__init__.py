@@ -120,6 +120,7 @@ def _checks(doc: Doctor) -> list[Check]:
         (system.check_sensors, True), (system.check_desktop, False),
         (system.check_speaker, True), (system.check_ntfy, True), (system.check_database, True),
         (system.check_daemon, True), (system.check_weather, True), (system.check_clock, False),
+        (system.check_workdays, True),
     ]
     checks = []
     for func, needs_settings in every:

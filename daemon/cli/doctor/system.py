@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -51,16 +51,17 @@ def check_sensors(doc: Doctor) -> Check:
     assert doc.settings is not None
     info = guards.describe(doc.settings.guards)
     temps = info["readings"].get("temps_c") or {}
+    data = {**info["readings"], "notes": info["notes"]}
     zones = f"{len(temps)} thermal zone(s)"
     if info["sensor"] == "jtop":
-        return Check("sensors", OK, f"jtop, {zones}", data=info["readings"])
+        return Check("sensors", OK, f"jtop, {zones}", data=data)
     fix = ("on a Jetson: sudo pip3 install -U jetson-stats && sudo systemctl restart jtop; "
            "in Docker: -v /run/jtop.sock:/run/jtop.sock --group-add <jtop gid>")
     if temps:
         return Check("sensors", WARNING, f"no jtop; sysfs {zones}, hottest "
-                     f"{max(temps.values()):.0f} °C", fix, info["readings"])
+                     f"{max(temps.values()):.0f} °C", fix, data)
     return Check("sensors", WARNING, "no jtop and no thermal zones: the temperature guard "
-                 "is off (the RAM guard still works)", fix, info["readings"])
+                 "is off (the RAM guard still works)", fix, data)
 
 
 def check_clock(doc: Doctor) -> Check:
@@ -253,3 +254,25 @@ def check_weather(doc: Doctor) -> Check:
     return Check("weather", OK, "forecast endpoint reachable; location set (redacted)")
 
 
+def check_workdays(doc: Doctor) -> Check:
+    """Whether ``--every workdays`` knows the official calendar for the coming months."""
+    from daemon.context.workdays import OfficialWorkdays
+    from daemon.store.db import Database
+
+    s = doc.settings
+    assert s is not None
+    today = date.today()
+    years = {today.year, (today + timedelta(days=90)).year}
+    db = Database(s.db_path) if s.days.holiday_feed and s.db_path.is_file() else None
+    try:
+        workdays = OfficialWorkdays.from_settings(s.days, db, lambda: today)
+        note = workdays.fallback_note(years)
+    finally:
+        if db is not None:
+            db.close()
+    if note:
+        return Check("workdays", WARNING, note,
+                     "set [days] holiday_feed to an ICS calendar of the official holidays, "
+                     "or upgrade chinese-calendar once it has the new year")
+    listed = "–".join(map(str, sorted(years)))
+    return Check("workdays", OK, f"official {s.days.country} calendar known for {listed}")
