@@ -9,6 +9,7 @@ Types and single values are already converted by the time these run (see config.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -198,6 +199,9 @@ def _outputs(s: Settings) -> list[str]:
     n = s.ntfy
     if not is_http_url(n.url):
         problems.append(f"[ntfy] url: expected an http:// or https:// URL, got {n.url!r}")
+    if n.topic and not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", n.topic):
+        problems.append(f"[ntfy] topic: {n.topic!r} is not a valid topic (letters, digits, "
+                        f"- and _, at most 64)")
     try:
         parse_priority(n.priority)
     except InputError as exc:

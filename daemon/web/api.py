@@ -22,7 +22,7 @@ from daemon.app import App
 from daemon.calendars.apply import decode
 from daemon.errors import InputError, NotFoundError
 from daemon.timeparse import format_duration, parse_duration
-from daemon.web.server import read_json
+from daemon.web.checks import check_origin, read_json
 
 log = logging.getLogger("daemon.web")
 T = TypeVar("T")
@@ -238,8 +238,6 @@ async def read_calendar(request: Request, check: Callable[[Any], None] | None = 
 
 
 async def import_calendar(request: Request) -> Response:
-    from daemon.web.server import check_origin
-
     check_origin(request)
     text = await read_calendar(request)
     outcome = await call(calendars.import_text, the_app(request), text)

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
-from daemon.cli.doctor import ERROR, OK, WARNING, Check, Doctor
+from daemon.cli.doctor.report import ERROR, OK, WARNING, Check, Doctor
 from daemon.errors import ChimeError
 
 CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=timezone.utc)
