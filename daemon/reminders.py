@@ -283,13 +283,13 @@ def _fallback_reason(app: Planned, draft: Any) -> str | None:
 def _guard_view(app: Planned, since: datetime) -> dict[str, Any]:
     """The guard decision this preview's generation got; when the model did not run, what the
     guard would decide now."""
-    from daemon.generation import supervisor
-    from daemon.generation.guards import DecisionLog, Guard, decision_dict
+    from daemon.generation.guards import DecisionLog, decision_dict
+    from daemon.generation.supervisor import guard_for
 
     recent = DecisionLog(app.db).recent()
     if recent and datetime.fromisoformat(recent[0]["at"]) >= since.replace(microsecond=0):
         return recent[0]
-    return decision_dict(Guard(app.settings.guards, supervisor.memory_need_mb(app.settings)).peek())
+    return decision_dict(guard_for(app.settings).peek())
 
 
 def snooze(app: Planned, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"
