@@ -71,6 +71,10 @@ def _daemon(s: Settings) -> list[str]:
         problems.append("[daemon] nag: must be 0 (off) or between 1s and 1d")
     if not 1 <= d.nag_max <= 100:
         problems.append("[daemon] nag_max: must be between 1 and 100")
+    if not timedelta(0) <= d.time_sync_max_wait <= timedelta(days=1):
+        problems.append("[daemon] time_sync_max_wait: must be between 0 and 1d")
+    if d.time_sync_flag and not Path(d.time_sync_flag).is_absolute():
+        problems.append("[daemon] time_sync_flag: must be an absolute path")
     return problems
 
 

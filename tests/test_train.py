@@ -219,6 +219,10 @@ def test_trained_adapter_installs_and_speaks_through_the_worker(tmp_path: Path,
     data = json.loads(preview.output[preview.output.index("{"):])
     assert data["backend"] == "torch-int8"
     assert SHAPE.match(validate.clean(data["raw_output"])), data
+    assert "run `chime model build`" not in shown.output
+    pull(str(trained.out), "adapter", files)  # a new character, not built in yet
+    stale = runner.invoke(main, ["model", "info"], env=env)
+    assert "the int8 artifact was built before it: run `chime model build`" in stale.output
 
 
 def test_int8_base_trains_on_the_cpu_too(tmp_path: Path, trained: Trained) -> None:

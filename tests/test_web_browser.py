@@ -198,7 +198,12 @@ def test_remove_asks_first(site: Site) -> None:
     site.wait(lambda b: "元宵节看花灯" not in b.find_element(By.TAG_NAME, "main").text)
 
 
-def test_status_page(site: Site) -> None:
+def test_status_and_login_pages(site: Site) -> None:
     site.open("/status")
     site.wait(EC.text_to_be_present_in_element((By.ID, "daemon"), "运行中"))
     site.shot("status")
+    site.open("/login#token=abc_DEF-123")  # the link in `chime web token`'s QR code
+    field = site.browser.find_element(By.NAME, "token")
+    assert field.get_attribute("value") == "abc_DEF-123"
+    assert site.browser.current_url == site.url + "/login"  # the fragment is gone
+    site.shot("login")

@@ -178,3 +178,13 @@ def test_next_page_shows_the_soonest_fifty(web: WebServer, fixed_app: App) -> No
     assert "任务26" not in page and "任务27" not in page  # the two latest
     everything = web.get("/?all", headers=HTML).text
     assert everything.count('class="card"') == 52 and "任务27" in everything
+
+
+def test_the_menu_marks_the_page_you_are_on(web: WebServer) -> None:
+    def current(path: str) -> list[str]:
+        page = web.get(path, headers=HTML).text
+        return [line.split(">")[1].split("<")[0] for line in page.splitlines()
+                if 'aria-current="page"' in line]
+
+    assert current("/") == ["接下来"] and current("/log") == ["记录"]
+    assert current("/login") == [] and current("/calendars") == ["日历"]

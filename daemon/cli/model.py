@@ -157,7 +157,7 @@ _DEFAULTS = HyperParameters()
 @click.option("--eval", "eval_share", type=float, default=_DEFAULTS.eval_share,
               show_default=True, help="Share of the examples held out for the eval loss.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
-              help="Split, data order and dropout.")
+              help="Split, LoRA init, data order and dropout.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "int8", "bf16", "fp32"]),
@@ -258,7 +258,8 @@ def describe(settings: Any) -> dict[str, Any]:
             "enabled": settings.model.enabled, "parts": parts,
             "artifact": {k: v for k, v in meta.items() if k not in ("base", "adapter")},
             "memory_need_mb": supervisor.memory_need_mb(settings), "usable": why is None,
-            "why_not": why, "character": character(files.adapter, source_of(files.adapter))}
+            "why_not": why, "character": character(files.adapter, source_of(files.adapter),
+                                                   files.artifact if meta.get("merged") else None)}
 
 
 def source_of(folder: Path) -> str | None:
@@ -270,18 +271,27 @@ def source_of(folder: Path) -> str | None:
     return f"{record.get('source')}@{record.get('revision')}"
 
 
-def character(adapter: Path, source: str | None) -> dict[str, Any] | None:
-    """Which character the pulled adapter is: its name and checks when chime trained it."""
+def character(adapter: Path, source: str | None,
+              merged_into: Path | None = None) -> dict[str, Any] | None:
+    """Which character the pulled adapter is (its name and checks when chime trained it), and
+    whether the merged int8 artifact predates it (then ``chime model build`` is due)."""
     if not (adapter / "adapter_config.json").is_file():
         return None
     try:
+        stale = merged_into is not None and (adapter / "source.json").stat().st_mtime > (
+            merged_into / "chime.json").stat().st_mtime
+    except OSError:
+        stale = False
+    info: dict[str, Any] = {"name": None, "source": source, "trained_by_chime": False,
+                            "artifact_outdated": stale}
+    try:
         record = json.loads((adapter / TRAINING_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"name": None, "source": source, "trained_by_chime": False}
+        return info
     checks = record.get("delivery_checks", {})
-    return {"name": record.get("name"), "source": source, "trained_by_chime": True,
-            "finished_at": record.get("finished_at"),
-            "eval_loss": record.get("eval_loss"), "pass_rate": checks.get("pass_rate")}
+    return {**info, "name": record.get("name"), "trained_by_chime": True,
+            "finished_at": record.get("finished_at"), "eval_loss": record.get("eval_loss"),
+            "pass_rate": checks.get("pass_rate")}
 
 
 def _share(rate: float | None) -> str:
@@ -291,13 +301,16 @@ def _share(rate: float | None) -> str:
 def _character_line(info: dict[str, Any] | None) -> str:
     if info is None:
         return "none (no adapter pulled)"
-    if not info["trained_by_chime"]:
-        return f"from {info['source']}"
-    rate = info.get("pass_rate") or {}
-    line = f"{info['name']} (trained {info.get('finished_at')}"
-    if rate.get("after") is not None:
-        line += f", delivery checks {_share(rate.get('before'))} → {_share(rate['after'])}"
-    return line + ")"
+    line = f"from {info['source']}"
+    if info["trained_by_chime"]:
+        rate = info.get("pass_rate") or {}
+        line = f"{info['name']} (trained {info.get('finished_at')}"
+        if rate.get("after") is not None:
+            line += f", delivery checks {_share(rate.get('before'))} → {_share(rate['after'])}"
+        line += ")"
+    if info["artifact_outdated"]:
+        line += " — the int8 artifact was built before it: run `chime model build`"
+    return line
 
 
 def _mb(size: int | float) -> str:

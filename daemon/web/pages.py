@@ -171,11 +171,13 @@ async def edit(request: Request) -> Response:
     event_id = ident(request)
     if request.method == "GET":
         view = await call(reminders.show, the_app(request), event_id)
+        default_zone = the_app(request).settings.daemon.timezone
         start = datetime.fromisoformat(view["start"])
         rule = view["day_filter"] or view["rule"]  # "workdays" goes in the rule field as is
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
                          every=preset_of(rule), rule=rule if preset_of(rule) == "custom" else "",
-                         lead=view["lead"] or "", tz=view["timezone"],
+                         lead=view["lead"] or "",
+                         tz="" if view["timezone"] == default_zone else view["timezone"],
                          outputs=view["outputs"] or [], nag=view["nag"] or "",
                          priority=view["priority"] or "")
     form = await checked_form(request)
