@@ -26,7 +26,6 @@ from daemon.web.api import (
     checked_string,
     ident,
     read_calendar,
-    resolve,
     snooze_for,
     the_app,
 )
@@ -201,7 +200,7 @@ async def resolved(request: Request) -> Response:
     every = q.get("rule", "") if preset == "custom" else (preset if preset in PRESETS else None)
     app = the_app(request)
     try:
-        found = await call(resolve, app, checked_string("at", at), every or None,
+        found = await call(reminders.resolve, app, checked_string("at", at), every or None,
                            q.get("tz") or None)
     except InputError as exc:
         return render(request, "_resolved.html", error=str(exc))
