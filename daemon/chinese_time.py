@@ -175,7 +175,7 @@ _PARTS = {
 }
 _PART = re.compile("^(" + "|".join(sorted(_PARTS, key=len, reverse=True)) + ")")
 _CLOCK = re.compile(
-    rf"^(?P<h>{NUM})(?:点钟?|时|:)(?:(?P<m>半|一刻|三刻|{NUM})分?)?$"
+    rf"^(?P<h>{NUM})(?:点钟?|时|:)(?:(?P<m>半|一刻|三刻|{NUM})分?)?整?$"
 )
 _QUARTERS = {"半": 30, "一刻": 15, "三刻": 45}
 

@@ -41,7 +41,10 @@ def parse_every(text: str) -> Repeat:
         return Repeat(parse_rule(raw))
     phrase = re.sub(r"\s+", " ", raw.lower().translate(_FULL_WIDTH))
     for reader in _READERS:
-        found = reader(phrase)
+        try:
+            found = reader(phrase)
+        except ValueError:  # a numeral that is none (十十); InputError is not a ValueError
+            break
         if found is not None:
             return Repeat(parse_rule(found.rrule), found.day_filter)
     raise InputError(f"unknown recurrence {text!r}: try {EXAMPLES} (or an RRULE)")
@@ -83,9 +86,11 @@ def _word(phrase: str) -> Repeat | None:
 _CN_FREQ = {"分钟": "MINUTELY", "小时": "HOURLY", "天": "DAILY", "日": "DAILY",
             "周": "WEEKLY", "星期": "WEEKLY", "礼拜": "WEEKLY", "月": "MONTHLY", "年": "YEARLY"}
 _CN_INTERVAL = re.compile(
-    rf"^(?:每隔|每|隔)(?P<n>{NUM})?个?(?P<unit>分钟|小时|天|日|周|星期|礼拜|月|年)$")
+    rf"^(?:每隔|每|隔)(?P<n>{NUM}|半)?个?(?P<unit>分钟|小时|天|日|周|星期|礼拜|月|年)$")
 _CN_WEEK_DAYS = re.compile(
     rf"^(?:每个?|每隔(?P<skip>{NUM})个?|隔|每(?P<n>{NUM})个?)?(?:周|星期|礼拜)的?(?P<days>.+)$")
+_CN_DAY_RANGE = re.compile(
+    r"(?P<a>[一二三四五六日天七])(?:到|至)(?:周|星期|礼拜)?(?P<b>[一二三四五六日天七])")
 _CN_DAY_LIST = re.compile(r"^(?:[一二三四五六日天七]|[,和及与跟]|周|星期|礼拜)+$")
 _CN_MONTH_DAYS = re.compile(rf"^每个?月的?(?P<days>(?:{NUM}[号日]?[,和及]?)+[号日])$")
 _CN_MONTH_END = re.compile(r"^每个?月的?(?:最后一天|底|月底|最后1天)$")
@@ -98,6 +103,8 @@ def _cn_interval(phrase: str) -> Repeat | None:
     m = _CN_INTERVAL.match(phrase)
     if not m:
         return None
+    if m["n"] == "半" and m["unit"] == "小时":
+        return Repeat("FREQ=MINUTELY;INTERVAL=30")  # 每半小时
     n = cn_number(m["n"]) if m["n"] else 1
     if phrase.startswith(("每隔", "隔")) and n == 1:
         n = 2  # 隔天, 每隔一天: every other day
@@ -107,14 +114,21 @@ def _cn_interval(phrase: str) -> Repeat | None:
 def _cn_week_days(phrase: str) -> Repeat | None:
     """每周一三五, 每周二和周四, 周一、周三, 每两周的周一, 隔周周五."""
     m = _CN_WEEK_DAYS.match(phrase)
-    if not m or not _CN_DAY_LIST.match(m["days"]):
+    listed = _CN_DAY_RANGE.sub(_day_range, m["days"]) if m else ""
+    if not m or not _CN_DAY_LIST.match(listed):
         return None
-    days = [ch for ch in m["days"] if ch in WEEKDAYS]
+    days = [ch for ch in listed if ch in WEEKDAYS]
     if not days:
         return None
     byday = ",".join(_BYDAY[i] for i in sorted({WEEKDAYS[ch] for ch in days}))
     interval = cn_number(m["n"]) if m["n"] else 2 if m["skip"] or phrase.startswith("隔") else 1
     return Repeat(_with_interval("FREQ=WEEKLY", interval) + f";BYDAY={byday}")
+
+
+def _day_range(m: re.Match[str]) -> str:
+    """``一到三`` → ``一二三`` (周一到周三, 周一至周三)."""
+    first, last = WEEKDAYS[m["a"]], WEEKDAYS[m["b"]]
+    return "".join("一二三四五六日"[i] for i in range(first, last + 1))
 
 
 def _cn_month(phrase: str) -> Repeat | None:

@@ -22,9 +22,9 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from daemon.app import App
 from daemon.delivery import Courier, Slot
 from daemon.errors import StoreError
+from daemon.parts import Planned
 from daemon.planning import alarm_of, rings
 from daemon.store import repo
 
@@ -33,7 +33,7 @@ log = logging.getLogger("daemon.scheduler")
 RETRY_MAX_S = 30
 
 
-def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot]:
+def plan(app: Planned, now: datetime, earliest: datetime | None = None) -> list[Slot]:
     """Every undelivered slot in [now − grace, now + horizon): the rings of active events (at
     their start, or their calendar alarm before it) plus open rows (snoozed repeats), sorted
     by the time they ring. Slots just past stay in the plan so that a deliver job that is a
@@ -68,7 +68,7 @@ def plan(app: App, now: datetime, earliest: datetime | None = None) -> list[Slot
 class Planner:
     """Keeps APScheduler's jobs equal to the plan."""
 
-    def __init__(self, app: App, courier: Courier) -> None:
+    def __init__(self, app: Planned, courier: Courier) -> None:
         self.app = app
         self.courier = courier
         grace = int(app.settings.daemon.grace.total_seconds())

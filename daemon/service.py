@@ -71,8 +71,9 @@ class Service:
     def heartbeat(self) -> None:
         """Proves the scheduler runs jobs and the database takes its write lock, then ticks.
 
-        The heartbeat row is written only when its content changes or every ``ROW_EVERY``:
-        an SD card should not take a write every few seconds. Deliveries kept in memory while
+        The heartbeat row is written when the daemon's state changes (not merely its next
+        reminders) and every ``ROW_EVERY``: an SD card should not take a write every few
+        seconds. Deliveries kept in memory while
         the disk refused writes are recorded here, within seconds of it taking them again."""
         self.courier.record_kept()
         self.app.db.check_write_lock()  # a locked database stops the ticks (and the pings)
@@ -86,11 +87,13 @@ class Service:
             "next": [{"event_id": s.event_id, "at": s.at.isoformat()} for s in upcoming],
         }
         due = time.monotonic() - self.row_written >= ROW_EVERY.total_seconds()
-        if info != self.row or due:
+        changed = {k: v for k, v in info.items() if k != "next"} != self.row
+        if changed or due:
             try:
                 with self.app.db.session() as s:
                     repo.write_heartbeat(s, {**info, "at": self.app.clock.now().isoformat()})
-                self.row, self.row_written = info, time.monotonic()
+                self.row = {k: v for k, v in info.items() if k != "next"}
+                self.row_written = time.monotonic()
                 self.app.db.note_write_ok()
             except StoreWriteError as exc:  # a full or failing disk: a restart would not help
                 self.app.db.note_write_failure(exc)
@@ -245,9 +248,9 @@ class Service:
             self.notifier.ready()
             return
         self.courier.close()
-        self.app.generator.close()
-        new_app = App(settings, self.app.clock)
-        new_app.__dict__["db"] = self.app.db if settings.db_path == self.app.db.path else new_app.db
+        self.app.close(keep_db=True)
+        same_db = settings.db_path == self.app.db.path
+        new_app = App(settings, self.app.clock, db=self.app.db if same_db else None)
         self.app = self.courier.app = self.planner.app = new_app
         self.courier.actions = AppActions(new_app)
         log.info("configuration reloaded")

@@ -1,9 +1,9 @@
 """What people type for times: durations (``1h30m``), instants (``明天早上8点``, ``in 10 minutes``,
 ISO 8601), the line that confirms an instant, and RFC 5545 RRULEs.
 
-Chinese phrases are read by :mod:`daemon.chinese_time` (dateparser misses most of them, see
-docs/time-phrases.md), English by dateparser; ISO 8601 is read exactly. Recurrence phrases
-(``每周一三五``, ``every 2 weeks``) live in :mod:`daemon.recurrence`.
+Chinese phrases are read by :mod:`daemon.chinese_time` (dateparser and jionlp miss many: see
+bench/time_phrases.py and docs/benchmarks.md), English by dateparser; ISO 8601 is read exactly.
+Recurrence phrases (``每周一三五``, ``every 2 weeks``) live in :mod:`daemon.recurrence`.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def _english(text: str, local_now: datetime, zone: tzinfo) -> datetime | None:
     already passed today (``noon`` at 13:00) means tomorrow's."""
     import dateparser  # slow to import; only needed for free-form phrases
 
+    text = _english_hours(text)
     settings = {
         "RELATIVE_BASE": local_now.replace(tzinfo=None),
         "PREFER_DATES_FROM": "future",
@@ -116,6 +117,19 @@ def _english(text: str, local_now: datetime, zone: tzinfo) -> datetime | None:
             and not _ENGLISH_TODAY.search(text):
         instant += timedelta(days=1)
     return instant
+
+
+_AT_HOUR = re.compile(r"\bat\s+(\d{1,2})\b(?![:.]\d|\s*(?:am|pm|a\.m\.|p\.m\.|o'?clock))",
+                      re.IGNORECASE)
+
+
+def _english_hours(text: str) -> str:
+    """What dateparser misreads: ``at 7`` and a bare ``7`` are 7:00 (not July, not the 7th
+    of the month), ``half an hour`` is 30 minutes."""
+    text = re.sub(r"\bhalf an hour\b", "30 minutes", text.strip(), flags=re.IGNORECASE)
+    if text.isdigit():
+        return f"{text}:00"
+    return _AT_HOUR.sub(r"at \1:00", text)
 
 
 _WEEKDAY_NAMES = "一二三四五六日"

@@ -49,7 +49,8 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert "Usage:" in result.output
 
 
-HEAVY = ("sqlalchemy", "requests", "daemon.app", "torch")
+HEAVY = ("sqlalchemy", "requests", "daemon.app", "torch",
+         "dateparser", "daemon.chinese_time", "daemon.recurrence")  # time parsers load on use
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"]], ids=" ".join)
@@ -115,6 +116,7 @@ def test_add_list_show_edit_pause_remove(db_path: Path) -> None:
         (["snooze", "999"], "no occurrence with id 999"),
         (["done", "999"], "no occurrence with id 999"),
         (["snooze", "1", "abc"], "cannot read duration"),
+        (["edit", "1", "--at", "2020-01-01 08:00"], "'2020-01-01 08:00' is in the past"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(db_path: Path, args: list[str], message: str) -> None:

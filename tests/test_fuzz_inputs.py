@@ -21,6 +21,7 @@ from daemon.app import App
 from daemon.calendars import import_text
 from daemon.config import Settings, load_settings
 from daemon.errors import ChimeError, ConfigError
+from daemon.recurrence import parse_every
 from daemon.timeparse import parse_when
 from tests.calendar_fixtures import ICS, NOW, make_app
 
@@ -84,6 +85,23 @@ def test_at_phrases_give_a_time_or_one_clear_line(fuzz_app: App, text: str) -> N
         assert dump(fuzz_app.settings.db_path) == before
         return
     assert when.tzinfo is not None
+
+
+@FUZZ
+@given(text=PHRASES)
+def test_every_phrases_give_a_rule_or_one_clear_line(fuzz_app: App, text: str) -> None:
+    before = dump(fuzz_app.settings.db_path)
+    try:
+        repeat = parse_every(text)
+    except ChimeError as exc:
+        assert_clear(exc)
+        if text:  # (an empty --every means no repeat)
+            with pytest.raises(ChimeError) as refused:
+                reminders.add(fuzz_app, "fuzz", "2027-01-04 09:00", every=text)
+            assert_clear(refused.value)
+            assert dump(fuzz_app.settings.db_path) == before
+        return
+    assert repeat.rrule and "\n" not in repeat.rrule
 
 
 # --- config TOML ------------------------------------------------------------------------------
@@ -206,10 +224,23 @@ def test_mutated_exports_import_or_refuse_in_one_line(fuzz_app: App, text: str) 
         assert "\n" not in str(problem) and not INTERNAL.search(str(problem)), str(problem)
 
 
-def test_the_custom_zone_named_in_the_issue(fuzz_app: App) -> None:
-    """A custom zone's name once gave ``DTSTART: 'list' object has no attribute 'dt'``."""
-    text = (ICS / "google_work.ics").read_text(encoding="utf-8").replace(
-        "DTSTART;TZID=Asia/Shanghai:20261130T093000",
-        "DTSTART;TZID=Asia/Shanghai:20261130T093000\nDTSTART;TZID=My Zone:20261130T093000")
-    outcome = import_text(fuzz_app, text, NOW)
-    assert all(not INTERNAL.search(str(p)) for p in outcome.skipped), outcome.skipped
+@pytest.mark.parametrize(("name", "old", "new"), [
+    # a custom zone whose VTIMEZONE repeats a DTSTART (once: 'list' object has no attribute…)
+    ("outlook_windows_zones.ics", "DTSTART:16010325T020000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;"
+     "BYMONTH=3\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE"
+     "\r\nBEGIN:VTIMEZONE\r\nTZID:Customized",
+     "DTSTART:16010325T020000\r\nDTSTART:16010325T020000\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;"
+     "BYMONTH=3\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE"
+     "\r\nBEGIN:VTIMEZONE\r\nTZID:Customized"),
+    ("google_work.ics", "DTSTART;TZID=Asia/Shanghai:20261130T093000",  # two starts
+     "DTSTART;TZID=Asia/Shanghai:20261130T093000\r\nDTSTART;TZID=My Zone:20261130T093000"),
+    ("google_work.ics", "DTSTART:20261203T060000Z", "DTSTART:99991231T230000Z"),  # year 9999
+    ("apple_home.ics", "DUE", "DUE;VALUE=DATE:"),  # an empty date
+])
+def test_inputs_the_fuzzers_found(fuzz_app: App, name: str, old: str, new: str) -> None:
+    text = (ICS / name).read_bytes().decode("utf-8")
+    assert old in text
+    outcome = import_text(fuzz_app, text.replace(old, new, 1), NOW)
+    assert outcome.skipped
+    for problem in outcome.skipped:
+        assert not INTERNAL.search(str(problem)), str(problem)

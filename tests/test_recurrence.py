@@ -10,13 +10,22 @@ from pathlib import Path
 import chinese_calendar
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given
+from hypothesis import strategies as st
+from pytest_httpserver import HTTPServer
 
+from daemon import reminders
+from daemon.app import App
 from daemon.cli import main
+from daemon.clock import FixedClock
+from daemon.config import load_settings
 from daemon.context.days import Day, DayCalendar
 from daemon.context.workdays import OfficialWorkdays
 from daemon.errors import InputError
 from daemon.planning import WORKDAYS, Recurrence, occurrences
 from daemon.recurrence import Repeat, parse_every
+from daemon.scheduler import plan
+from tests.context_fixtures import FEED
 
 WEEKLY_MO_FR = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"
 
@@ -31,6 +40,8 @@ WEEKLY_MO_FR = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"
         ("每个周日", "FREQ=WEEKLY;BYDAY=SU"),
         ("周末", "FREQ=WEEKLY;BYDAY=SA,SU"),
         ("周一到周五", WEEKLY_MO_FR),
+        ("每周一至周三", "FREQ=WEEKLY;BYDAY=MO,TU,WE"),
+        ("每半小时", "FREQ=MINUTELY;INTERVAL=30"),
         ("每两周", "FREQ=WEEKLY;INTERVAL=2"),
         ("每两周的周一", "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO"),
         ("隔周周五", "FREQ=WEEKLY;INTERVAL=2;BYDAY=FR"),
@@ -79,6 +90,8 @@ def test_official_workdays_are_a_filtered_daily_rule(phrase: str) -> None:
     [
         ("every day blah", "unknown recurrence 'every day blah'"),
         ("每周八", "unknown recurrence '每周八'"),
+        ("每十十天", "unknown recurrence '每十十天'"),
+        ("每月十十号", "unknown recurrence '每月十十号'"),
         ("fortnightly", "unknown recurrence 'fortnightly'"),
         ("every 0 days", "at least every 1"),
         ("每月32号", "a month has no day 32"),
@@ -188,3 +201,58 @@ def test_unknown_every_on_the_command_line_is_one_line(db_path: Path) -> None:
     assert result.exit_code != 0
     assert "unknown recurrence 'every monday please': try" in result.output
     assert "Traceback" not in result.output and "unpack" not in result.output
+
+
+def test_the_holiday_feed_decides_workdays_of_a_year_the_library_does_not_know(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/cn.ics").respond_with_data(FEED, content_type="text/calendar")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[days]\nholiday_feed = "{httpserver.url_for("/cn.ics")}"\n',
+                      encoding="utf-8")
+    now = datetime(2026, 11, 28, 10, 0, tzinfo=timezone(timedelta(hours=8)))
+    app = App(load_settings(config, db=tmp_path / "chime.db"), FixedClock(now))
+    try:
+        app.context_source.refresh(now)  # the daemon does this; planning reads only the cache
+        event = reminders.add(app, "站会", "2027-02-01 09:30", every="workdays")
+        shown = reminders.show(app, event.id, count=12, start="2027-02-01")
+        mornings = [datetime(2027, 2, day, 9, 0, tzinfo=now.tzinfo) for day in (5, 8, 20)]
+        planned = [slot.at for morning in mornings for slot in plan(app, morning)]
+    finally:
+        app.db.close()
+    assert [o["at"][5:10] for o in shown["occurrences"]] == [
+        "02-01", "02-02", "02-03", "02-04", "02-05",  # 春节 假期 02-06..02-13 from the feed
+        "02-15", "02-16", "02-17", "02-18", "02-19", "02-20", "02-22"]  # 02-20: 补班 Saturday
+    assert shown["notes"] == []
+    assert planned == [datetime(2027, 2, 5, 1, 30, tzinfo=timezone.utc),  # the daemon agrees
+                       datetime(2027, 2, 20, 1, 30, tzinfo=timezone.utc)]
+
+
+def test_an_export_rings_on_the_same_workdays_in_other_programs() -> None:
+    import icalendar
+    import recurring_ical_events
+
+    from daemon.calendars.export import export_calendar
+    from daemon.store.models import Event
+
+    event = Event(id=1, task="站会", dtstart="2026-09-01T09:30:00", tz=SH, rrule="FREQ=DAILY",
+                  day_filter=WORKDAYS, rdates=[], exdates=[], source="manual",
+                  created_at=datetime(2026, 8, 1, tzinfo=timezone.utc))
+    now = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    text = export_calendar([event], now, OfficialWorkdays(DayCalendar("CN", festivals=False)))
+    calendar = icalendar.Calendar.from_ical(text)
+    found = recurring_ical_events.of(calendar).between(date(2026, 9, 28), date(2026, 10, 14))
+    assert sorted(e["DTSTART"].dt.strftime("%m-%d %H:%M") for e in found) == [
+        f"{day} 09:30" for day in ("09-28", "09-29", "09-30", "10-08", "10-09", "10-10",
+                                   "10-12", "10-13")]
+
+
+@given(st.text(max_size=30) | st.text("每隔周一二三四五六日天月号日个两半十零小时分钟到至和、,0123456789 ",
+                                      max_size=12))
+def test_every_never_crashes(text: str) -> None:
+    try:
+        repeat = parse_every(text)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert repeat.rrule.startswith("FREQ=")

@@ -6,8 +6,10 @@ icalendar builds them from zoneinfo, covering the events' years); events in UTC 
 UTC. Every event has a DURATION (an imported event's own length, else zero: a reminder is an
 instant) and a VALARM at the instant chime reminds: ``-PT15M`` for a calendar alarm, at the
 start otherwise. RRULE keeps its text with UNTIL turned back into UTC as RFC 5545 requires;
-RDATE/EXDATE keep the event's zone. Each event's UID is its calendar UID, or a stable one made
-up for chime's own events, so importing the export again matches instead of duplicating.
+RDATE/EXDATE keep the event's zone; an ``--every workdays`` rule is written Monday–Friday with
+the official exceptions chime knows as RDATE/EXDATE. Each event's UID is its calendar UID, or a
+stable one made up for chime's own events, so importing the export again matches instead of
+duplicating.
 """
 
 from __future__ import annotations
@@ -22,25 +24,31 @@ import icalendar
 from sqlalchemy import select
 
 from daemon import __version__
-from daemon.app import App
 from daemon.calendars.apply import event_key
+from daemon.context.workdays import OfficialWorkdays
 from daemon.errors import InputError
-from daemon.planning import to_instant, zone
+from daemon.parts import Planned
+from daemon.planning import WORKDAYS, to_instant, zone
 from daemon.store.models import Event
 
 PRODID = f"-//chime//chime-reminder {__version__}//EN"
 ZONE_YEARS_AHEAD = 10  # VTIMEZONE rules are written this far past the latest start
 
 
-def export_calendar(events: Iterable[Event], now: datetime) -> str:
-    """The iCalendar text for ``events``."""
+def export_calendar(events: Iterable[Event], now: datetime,
+                    workdays: OfficialWorkdays | None = None) -> str:
+    """The iCalendar text for ``events`` (``workdays``: for events that ring on official
+    working days only)."""
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     starts = [now.date()]
     for event in events:
-        cal.add_component(_vevent(event, now))
+        vevent = _vevent(event, now)
+        if event.day_filter == WORKDAYS and workdays is not None:
+            _only_workdays(vevent, event, now, workdays)
+        cal.add_component(vevent)
         starts.append(datetime.fromisoformat(event.dtstart).date())
     first, last = min(starts), max(starts)
     cal.add_missing_timezones(date(first.year - 1, 1, 1),
@@ -59,7 +67,7 @@ def _one_rdate_per_line(observance: icalendar.cal.component.Component) -> None:
             observance.add("rdate", value.dt)
 
 
-def export(app: App, path: str, include_all: bool = False) -> tuple[str, int]:
+def export(app: Planned, path: str, include_all: bool = False) -> tuple[str, int]:
     """Write chime's manual events (all events with ``include_all``) to ``path`` ('-': the
     text is returned instead); returns (text, number of events)."""
     with app.db.session() as s:
@@ -67,7 +75,7 @@ def export(app: App, path: str, include_all: bool = False) -> tuple[str, int]:
         if not include_all:
             query = query.where(Event.source == "manual")
         events = list(s.scalars(query))
-        text = export_calendar(events, app.clock.now())
+        text = export_calendar(events, app.clock.now(), app.workdays)
     if path != "-":
         write_atomic(Path(path), text)
     return text, len(events)
@@ -114,3 +122,24 @@ def _vevent(event: Event, now: datetime) -> icalendar.Event:
     alarm.add("trigger", -timedelta(seconds=event.alarm_s or 0))
     vevent.add_component(alarm)
     return vevent
+
+
+def _only_workdays(vevent: icalendar.Event, event: Event, now: datetime,
+                   workdays: OfficialWorkdays) -> None:
+    """``--every workdays`` for programs that know no holiday calendar: the rule limited to
+    Monday–Friday, with the official exceptions of the years chime knows (from today on) as
+    RDATE (调休 weekend workdays) and EXDATE (holidays)."""
+    recur = vevent["RRULE"]
+    assert isinstance(recur, icalendar.vRecur)  # a workdays event always has its rule
+    recur["BYDAY"] = ["MO", "TU", "WE", "TH", "FR"]
+    start = datetime.fromisoformat(event.dtstart)
+    first = max(start.date(), now.astimezone(zone(event.tz)).date())
+    last = workdays.known_until(first)
+    if last is None:
+        return
+    worked, off = workdays.exceptions(first, last)
+    tz = timezone.utc if event.tz == "UTC" else zone(event.tz)
+    if worked:
+        vevent.add("rdate", [datetime.combine(d, start.time(), tz) for d in worked])
+    if off:
+        vevent.add("exdate", [datetime.combine(d, start.time(), tz) for d in off])

@@ -44,6 +44,7 @@ MAX_TASK_CHARS = 200  # as for `chime add`
 MAX_ALARM = timedelta(days=7)
 FUTURE_SEARCH = timedelta(days=3700)  # a rule with no instance this far ahead is over
 UTC = Zone("UTC", zone("UTC"))
+OUT_OF_RANGE = "a date or time is out of range"
 # Properties whose parse errors make the component unusable (others, like DESCRIPTION, do not).
 ESSENTIAL = frozenset({"UID", "SUMMARY", "DTSTART", "DTEND", "DUE", "DURATION", "RRULE",
                        "RDATE", "EXDATE", "RECURRENCE-ID", "STATUS"})
@@ -146,6 +147,9 @@ def parse_calendar(text: str, options: Options) -> Parsed:
             continue
         try:
             found[uid] = reader.item(comp, uid, parsed)
+        except OverflowError:  # a year near 1 or 9999, moved by a zone or a rule
+            parsed.skipped.append(_problem(comp, uid, OUT_OF_RANGE))
+            failed.add(uid)
         except _Skip as exc:
             parsed.skipped.append(_problem(comp, uid, str(exc)))
             failed.add(uid)
@@ -157,11 +161,18 @@ def parse_calendar(text: str, options: Options) -> Parsed:
                 continue
             try:
                 reader.override(comp, uid, found, parsed)
+            except OverflowError:
+                parsed.skipped.append(_problem(comp, uid, OUT_OF_RANGE))
             except _Skip as exc:
                 parsed.skipped.append(_problem(comp, uid, str(exc)))
     for item in found.values():
         schedule = Recurrence(item.dtstart, item.tz, item.rrule, item.rdates, item.exdates)
-        if next_occurrence(schedule, options.now, FUTURE_SEARCH) is None:
+        try:
+            upcoming = next_occurrence(schedule, options.now, FUTURE_SEARCH)
+        except OverflowError:  # so far ahead that the search runs past the year 9999
+            parsed.skipped.append(Problem(item.key, item.task, OUT_OF_RANGE))
+            continue
+        if upcoming is None:
             parsed.past += 1
         else:
             parsed.items.append(item)
@@ -175,8 +186,8 @@ def _component(block: Block, parsed: Parsed) -> Component | None:
     if reason is None:
         try:
             comp = Component.from_ical(block.text())
-        except Exception as exc:  # icalendar raises ValueError, KeyError, TypeError…
-            reason = f"cannot be parsed ({short(exc)})"
+        except Exception:  # icalendar raises ValueError, KeyError, TypeError… in its words
+            reason = _unreadable(block)
     if comp is not None:
         errors = [f"{prop}: cannot read {short(block.raw(str(prop).upper()) or '')!r}"
                   for prop, _ in getattr(comp, "errors", []) if str(prop).upper() in ESSENTIAL]
@@ -189,6 +200,20 @@ def _component(block: Block, parsed: Parsed) -> Component | None:
         parsed.total += 1
         parsed.skipped.append(Problem(block.raw("UID"), block.raw("SUMMARY"), reason))
     return None
+
+
+def _unreadable(block: Block) -> str:
+    """Why icalendar cannot read a block, in our words: the first line it cannot read."""
+    for line in block.lines[1:]:
+        head, _, value = line.partition(":")
+        name = head.split(";")[0].strip().upper()
+        if name in ("BEGIN", "END"):
+            continue
+        try:
+            Component.from_ical(f"BEGIN:{block.name}\r\n{line}\r\nEND:{block.name}\r\n")
+        except Exception:
+            return f"{name}: cannot read {short(value)!r}"
+    return "cannot be parsed"
 
 
 def _repeated(comp: Component) -> list[str]:

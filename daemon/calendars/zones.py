@@ -101,8 +101,9 @@ class ZoneResolver:
             if name is not None:
                 return Zone(name, zone(name))
             return Zone("UTC", block.to_tz(lookup_tzid=False), exact=False)
-        except Exception as exc:  # icalendar raises assorted errors for broken blocks
-            raise UnknownZone(f"time zone {key!r}: its VTIMEZONE cannot be read ({exc})") from exc
+        except Exception as exc:  # icalendar raises assorted errors (Python's own words)
+            raise UnknownZone(f"time zone {key!r}: its VTIMEZONE cannot be read (a STANDARD or "
+                              "DAYLIGHT part is missing or broken)") from exc
 
     def _match(self, key: str, times: list[datetime], offsets: list[timedelta]) -> str | None:
         """The IANA zone with the VTIMEZONE's offsets (its transitions: naive UTC times and

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from daemon.config_values import PROMPT_SEPARATORS
 from daemon.context import Context
 
 PROMPT_FORMAT = "human:天气:{weather},日期:{day},时间:{part},提示我去做:{task}assistant:"
@@ -15,8 +16,13 @@ END_MARKER = "end"
 MAX_TASK_CHARS = 60
 
 _MARKERS = re.compile(r"human\s*[:：]|assistant\s*[:：]|提示我去做\s*[:：]", re.IGNORECASE)
-_SEPARATORS = re.compile(r"[,:，：\r\n\t\x00-\x1f\x7f]+")
+_SEPARATORS = PROMPT_SEPARATORS
 _CLOCK = re.compile(r"(?<!\d)(\d{1,2})\s*[:：]\s*(\d{2})(?!\d)")
+# The format as a pattern: a training line is this prompt, then the answer (see parse_prompt).
+_FIELDS = {"weather": r"(?P<weather>[^,]*)", "part": r"(?P<part>[^,]*)",
+           "day": r"(?P<day>[^,]*)", "task": r"(?P<task>.*?)"}
+_PROMPT = re.compile(re.escape(PROMPT_FORMAT).replace(r"\{", "{").replace(r"\}", "}")
+                     .format(**_FIELDS), re.DOTALL)
 
 
 def sanitize_task(task: str) -> str:
@@ -32,11 +38,19 @@ def sanitize_task(task: str) -> str:
     return cleaned[:MAX_TASK_CHARS].strip()
 
 
+def format_prompt(weather: str, day: str, part: str, task: str) -> str:
+    """The training-format prompt for these words and task."""
+    return PROMPT_FORMAT.format(weather=weather, day=day, part=part, task=sanitize_task(task))
+
+
 def build_prompt(context: Context, task: str) -> str:
     """The training-format prompt for this context and task."""
-    return PROMPT_FORMAT.format(
-        weather=context.weather,
-        day=context.day,
-        part=context.part_of_day,
-        task=sanitize_task(task),
-    )
+    return format_prompt(context.weather, context.day, context.part_of_day, task)
+
+
+def parse_prompt(text: str) -> tuple[dict[str, str], str] | None:
+    """``text`` that starts with a prompt → (its fields, the rest after ``assistant:``)."""
+    found = _PROMPT.match(text)
+    if found is None:
+        return None
+    return found.groupdict(), text[found.end():]

@@ -55,13 +55,16 @@ WMO_WORDS: dict[int, str] = {
     85: "雪天", 86: "雪天",
     95: "雷暴", 96: "雷暴", 99: "雷暴",
 }
+HAZE_WORD = "霾"
+WEATHER_WORDS = tuple(dict.fromkeys([*WMO_WORDS.values(), HAZE_WORD]))
+"""Every weather word the context can produce (the prompt grid of ``chime model prompts``)."""
 
 
 def weather_word(code: int | None, pm2_5: float | None = None) -> str | None:
     """The word for a WMO code (None if unknown); heavy PM2.5 under a dry sky is 霾."""
     word = WMO_WORDS.get(code) if code is not None else None
     if word in DRY_SKIES and pm2_5 is not None and pm2_5 >= HAZE_PM25:
-        return "霾"
+        return HAZE_WORD
     return word
 
 

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import date, timedelta
 
 from daemon.config import DaysSettings
 from daemon.context.days import Day, DayCalendar, parse_feed
@@ -79,6 +79,26 @@ class OfficialWorkdays:
 
     def is_workday(self, day: date) -> bool:
         return self.calendar.is_workday(day, self._feed_days())
+
+    def exceptions(self, first: date, last: date) -> tuple[list[date], list[date]]:
+        """Where the official calendar differs from Monday–Friday in [first, last], for an
+        export's RDATE/EXDATE: (weekend days worked, weekdays off)."""
+        worked, off = [], []
+        day = first
+        while day <= last:
+            official = self.is_workday(day)
+            if official and day.weekday() >= 5:
+                worked.append(day)
+            elif not official and day.weekday() < 5:
+                off.append(day)
+            day += timedelta(days=1)
+        return worked, off
+
+    def known_until(self, since: date, years_ahead: int = 2) -> date | None:
+        """The last day of the last year (from ``since``'s on) whose calendar is known."""
+        known = [y for y in range(since.year, since.year + years_ahead + 1)
+                 if not self.unknown_years([y])]
+        return date(max(known), 12, 31) if known else None
 
     def unknown_years(self, years: Iterable[int]) -> list[int]:
         """The years among ``years`` whose official calendar is not known (Monday–Friday)."""

@@ -29,7 +29,7 @@ log = logging.getLogger("daemon.generation")
 ARTIFACT_FORMAT = "chime-int8/1"
 BASE_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
               "special_tokens_map.json"]
-ADAPTER_FILES = ["adapter_config.json"]
+ADAPTER_FILES = ["adapter_config.json", "training.json"]  # training.json: chime model train
 REQUIRED = {
     "base": ["config.json", "tokenizer.json"],
     "adapter": ["adapter_config.json", "adapter_model.safetensors"],

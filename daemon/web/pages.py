@@ -26,17 +26,11 @@ from daemon.web.api import (
     checked_string,
     ident,
     read_calendar,
-    resolve,
     snooze_for,
     the_app,
 )
-from daemon.web.server import (
-    HERE,
-    SESSION_COOKIE,
-    check_csrf,
-    csrf_token,
-    token_matches,
-)
+from daemon.web.checks import HERE, SESSION_COOKIE, check_csrf, csrf_token
+from daemon.web.token import token_matches
 from daemon.web.words import PRESETS, Words, pick_language, preset_of
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
@@ -176,11 +170,13 @@ async def edit(request: Request) -> Response:
     event_id = ident(request)
     if request.method == "GET":
         view = await call(reminders.show, the_app(request), event_id)
+        default_zone = the_app(request).settings.daemon.timezone
         start = datetime.fromisoformat(view["start"])
-        rule = view["day_filter"] or view["rule"]  # "workdays" goes in the rule field as is
+        preset = preset_of(view["rule"], view["day_filter"])
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
-                         every=preset_of(rule), rule=rule if preset_of(rule) == "custom" else "",
-                         lead=view["lead"] or "", tz=view["timezone"],
+                         every=preset, rule=view["rule"] if preset == "custom" else "",
+                         lead=view["lead"] or "",
+                         tz="" if view["timezone"] == default_zone else view["timezone"],
                          outputs=view["outputs"] or [], nag=view["nag"] or "",
                          priority=view["priority"] or "")
     form = await checked_form(request)
@@ -204,7 +200,7 @@ async def resolved(request: Request) -> Response:
     every = q.get("rule", "") if preset == "custom" else (preset if preset in PRESETS else None)
     app = the_app(request)
     try:
-        found = await call(resolve, app, checked_string("at", at), every or None,
+        found = await call(reminders.resolve, app, checked_string("at", at), every or None,
                            q.get("tz") or None)
     except InputError as exc:
         return render(request, "_resolved.html", error=str(exc))
