@@ -376,6 +376,23 @@ class Courier:
             nag.after_missed(s, occ)
             return True
 
+    def rebind(self, app: Delivering) -> None:
+        """Work with ``app`` (a reloaded configuration) from now on. An output whose settings
+        did not change is kept, so the buttons of notifications it showed keep working; the
+        others are closed and built anew on their next use."""
+        with self._lock:
+            old, new = self.app.settings, app.settings
+            self.app = app
+            for name, output in list(self._outputs.items()):
+                same = (getattr(old, name, None) == getattr(new, name, None)
+                        and old.daemon.timezone == new.daemon.timezone and old.web == new.web)
+                if not same:
+                    del self._outputs[name]
+                    try:
+                        output.close()
+                    except Exception:
+                        log.exception("closing output %s failed", output.name)
+
     def close(self) -> None:
         with self._lock:
             for output in self._outputs.values():

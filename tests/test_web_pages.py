@@ -199,3 +199,19 @@ def test_official_workdays_in_the_menu(web: WebServer) -> None:
     page = web.get(f"/reminders/{made['id']}/edit", headers=HTML).text
     assert '<option value="workdays" selected>' in page and 'name="rule" value=""' in page
     assert "法定工作日" in web.get("/", headers=HTML).text
+
+
+def test_log_buttons_on_recent_deliveries_only(web: WebServer, fixed_app: App) -> None:
+    from daemon.store.models import Occurrence
+
+    now = fixed_app.clock.now()
+    rows = [("missed", timedelta(hours=1)), ("unacknowledged", timedelta(hours=2)),
+            ("delivered", timedelta(hours=30)), ("late", timedelta(minutes=3))]
+    with fixed_app.db.session() as s:
+        for status, ago in rows:
+            s.add(Occurrence(task=status, scheduled_at=now - ago, status=status, message="m"))
+    page = web.get("/log", headers=HTML).text
+    buttons = {card.split('<div class="task">')[1].split("<")[0]: 'name="done"' in card
+               for card in page.split('<li class="card')[1:]}
+    assert buttons == {"missed": False, "unacknowledged": True, "delivered": False, "late": True}
+    assert "未确认" in page and "迟到送达" in page

@@ -240,7 +240,7 @@ def _hyper(ctx: click.Context, options: dict[str, Any],
 
 
 def describe(settings: Any) -> dict[str, Any]:
-    """What ``chime model info`` (and ``chime doctor``) report about the model."""
+    """What ``chime model info`` reports about the model: its parts, artifact, character."""
     from daemon.generation import supervisor
     from daemon.generation.files import dir_size
 

@@ -37,6 +37,7 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 RECENT = timedelta(hours=24)  # deliveries that still get done/snooze buttons
 PAGE = 50  # reminders on the first page
+ACTIONABLE = ("delivered", "late", "unacknowledged")  # statuses that get done/snooze buttons
 PRIORITIES = tuple(PRIORITY_LABELS.values())
 
 
@@ -229,7 +230,7 @@ async def log_page(request: Request) -> Response:
     for row in rows:
         at = datetime.fromisoformat(row["scheduled_at"])
         row["when"] = f"{w.day(at, now)} {at:%H:%M}"
-        row["actionable"] = (row["status"] in ("delivered", "late")
+        row["actionable"] = (row["status"] in ACTIONABLE
                              and not row["acknowledged_at"] and now - at < RECENT)
         acked = row["acknowledged_at"]
         row["acked_words"] = w.relative(datetime.fromisoformat(acked), now) if acked else None
