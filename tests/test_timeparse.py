@@ -120,3 +120,10 @@ def test_when_never_crashes(text: str) -> None:
     except InputError:
         return
     assert result.tzinfo is not None
+
+
+def test_amounts_of_time_across_a_dst_change() -> None:
+    ny = ZoneInfo("America/New_York")
+    now = datetime(2026, 3, 7, 10, 0, tzinfo=ny)  # clocks jump 02:00 → 03:00 on 03-08
+    assert parse_when("24小时后", now, ny) - now == timedelta(hours=24)  # real hours
+    assert parse_when("三天后", now, ny) == datetime(2026, 3, 10, 10, 0, tzinfo=ny)  # wall time
