@@ -89,7 +89,8 @@ def test_backward_jump_of_one_hour(db_path: Path, tmp_path: Path) -> None:
     try:
         daemon.wait_ready()
         first = clock.now().replace(microsecond=0) + timedelta(seconds=5)
-        event = clock.cli(db_path, "add", "跳前", "--at", iso(first), "--lead", "2s").strip()
+        event = json.loads(clock.cli(db_path, "add", "跳前", "--at", iso(first), "--lead", "2s",
+                                     "--json"))["id"]
         wait_for(lambda: by_task(db_path).get("跳前", {}).get("status") == "delivered", 30,
                  "the reminder before the jump")
         clock.set(timedelta(hours=-1))
@@ -98,7 +99,7 @@ def test_backward_jump_of_one_hour(db_path: Path, tmp_path: Path) -> None:
         wait_for(lambda: jumped <= utc_at(heartbeat(db_path)) < jumped + timedelta(minutes=10), 20,
                  "a heartbeat after the jump")
         # ...and the plan, re-made from the new now, does not hold the delivered slot again.
-        assert int(event) not in [n["event_id"] for n in heartbeat(db_path)["next"]]  # type: ignore[index]
+        assert event not in [n["event_id"] for n in heartbeat(db_path)["next"]]  # type: ignore[index]
         then = clock.now().replace(microsecond=0) + timedelta(seconds=6)
         clock.cli(db_path, "add", "跳后", "--at", iso(then), "--lead", "2s")
         wait_for(lambda: by_task(db_path).get("跳后", {}).get("status") == "delivered", 30,

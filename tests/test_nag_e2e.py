@@ -43,9 +43,10 @@ def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def add(db: Path, config: Path, task: str, *options: str) -> int:
     """Add a reminder due in 5 s."""
     at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=5)
-    result = cli(db, "add", task, "--at", iso(at), "--lead", "2s", *options, config=config)
+    result = cli(db, "add", task, "--at", iso(at), "--lead", "2s", *options, "--json",
+                 config=config)
     assert result.returncode == 0, result.stderr
-    return int(result.stdout)
+    return int(json.loads(result.stdout)["id"])
 
 
 def chain(db: Path, event_id: int) -> list[dict[str, Any]]:
