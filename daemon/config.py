@@ -1,8 +1,20 @@
 """Typed settings from a TOML file plus ``CHIME_*`` environment variables, validated in one pass.
 
-Every section is a dataclass; a key's type comes from its annotation. Loading collects every
-problem (unknown section, unknown key, wrong type, bad value) and raises one ``ConfigError``
-that names each bad key with its section.
+The bottom layer: it imports only ``errors``, ``timeparse``, ``priority`` and the modules beside
+it — ``config_values`` (pure parsers: quiet hours, clock times, spans, part-of-day boundaries,
+URLs, the output names) and ``config_checks`` (value and cross-key rules). Loading collects
+every problem (unknown section, unknown key, wrong type, bad value) and raises one
+``ConfigError`` whose ``problems`` name each bad key with its section. Values come back
+converted (``timedelta``, ``time``, ``tuple[time, time]``, ``list[Span]``…): no consumer parses
+a setting again.
+
+To add a key: add a field to its section's dataclass with a default. Its annotation decides the
+conversion (``str``, ``int``, ``float``, ``bool``, ``timedelta``, ``list[str]``,
+``dict[str, str]``, optional ones); a key whose value needs a parser is declared with
+``field(default=…, metadata=parsed(parser, <TOML type>))``, and the parser (in
+config_values.py) returns the converted value or raises ValueError. Range and cross-key
+rules go in config_checks.py. A new section is one more dataclass and one attribute of
+``Settings``.
 
 Where things live (first match wins):
 
@@ -19,21 +31,43 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from daemon.context.periods import check_context_settings
+from daemon import config_checks
+from daemon.config_values import (
+    DEFAULT_PARTS_OF_DAY,
+    Span,
+    parse_boundaries,
+    parse_clock_time,
+    parse_log_level,
+    parse_quiet_hours,
+    parse_spans,
+    unknown_outputs,
+)
 from daemon.errors import ConfigError, InputError
-from daemon.priority import parse_priority
 from daemon.timeparse import parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+def parsed(parse: Callable[[Any], Any], raw: Any = str) -> dict[str, Any]:
+    """Field metadata: the TOML value (of type ``raw``) is converted by ``parse`` when loaded."""
+    return {"parse": parse, "raw": raw}
+
+
+def _output_names(names: list[str]) -> list[str]:
+    problem = unknown_outputs(names)
+    if problem:
+        raise ValueError(problem)
+    return names
 
 
 def system_timezone() -> str:
@@ -63,14 +97,15 @@ class DaemonSettings:
 
     db: str = ""
     timezone: str = ""
-    outputs: list[str] = field(default_factory=lambda: ["console"])
+    outputs: list[str] = field(default_factory=lambda: ["console"],
+                               metadata=parsed(_output_names, list[str]))
     lead: timedelta = timedelta(minutes=5)
     horizon: timedelta = timedelta(hours=1)
     grace: timedelta = timedelta(minutes=30)
     late_after: timedelta = timedelta(seconds=60)
     poll: timedelta = timedelta(seconds=1)
     heartbeat: timedelta = timedelta(seconds=5)
-    log_level: str = "INFO"
+    log_level: str = field(default="INFO", metadata=parsed(parse_log_level))
     wait_for_time_sync: bool | None = None  # unset: wait on a board without an RTC
     time_sync_max_wait: timedelta = timedelta(minutes=5)
     time_sync_flag: str = ""  # a file whose existence means synchronised (see timesync.py)
@@ -106,22 +141,13 @@ class DaysSettings:
 
     country: str = "CN"
     festivals: bool = True
-    periods: list[str] = field(default_factory=list)
-    personal: list[str] = field(default_factory=list)
+    periods: list[Span] = field(default_factory=list, metadata=parsed(parse_spans, list[str]))
+    personal: list[Span] = field(default_factory=list, metadata=parsed(parse_spans, list[str]))
     holiday_feed: str = ""
     feed_refresh: timedelta = timedelta(hours=24)
-    parts_of_day: list[str] = field(
-        default_factory=lambda: [
-            "00:00 凌晨",
-            "05:00 早晨",
-            "08:00 上午",
-            "11:00 中午",
-            "13:00 下午",
-            "17:00 傍晚",
-            "19:00 晚上",
-            "23:00 深夜",
-        ]
-    )
+    parts_of_day: list[tuple[time, str]] = field(
+        default_factory=lambda: parse_boundaries(DEFAULT_PARTS_OF_DAY),
+        metadata=parsed(parse_boundaries, list[str]))
 
 
 @dataclass
@@ -186,7 +212,8 @@ class SpeakerSettings:
     player: str = "aplay"
     volume: int = 100
     speed: int = 150
-    quiet_hours: str = ""
+    quiet_hours: tuple[time, time] | None = field(default=None,
+                                                  metadata=parsed(parse_quiet_hours))
     chime_sound: str = ""
     timeout: timedelta = timedelta(seconds=60)
 
@@ -219,7 +246,7 @@ class NtfySettings:
 class CalendarSettings:
     """[calendars]: imported and subscribed .ics calendars."""
 
-    all_day_at: str = "08:00"
+    all_day_at: time = field(default=time(8, 0), metadata=parsed(parse_clock_time))
     default_every: timedelta = timedelta(minutes=30)
 
 
@@ -311,9 +338,9 @@ def load_settings(config: str | Path | None = None, db: str | Path | None = None
         settings.daemon.wait_for_time_sync = wait_override in ("1", "true")
     elif wait_override:
         problems.append("CHIME_WAIT_FOR_TIME_SYNC: expected 1, 0, true or false")
-    problems += _check(settings)
+    problems += config_checks.check(settings)  # a value that did not convert kept its default
     if problems:
-        raise ConfigError("invalid configuration: " + "; ".join(problems))
+        raise ConfigError("invalid configuration: " + "; ".join(problems), problems)
     return settings
 
 
@@ -330,12 +357,15 @@ def _build(raw: dict[str, Any]) -> tuple[Settings, list[str]]:
             continue
         section = getattr(settings, name)
         hints = typing.get_type_hints(type(section))
+        fields = {f.name: f for f in dataclasses.fields(section)}
         for key, value in table.items():
-            if key not in hints:
+            if key not in fields:
                 problems.append(f"[{name}] {key}: unknown key")
                 continue
+            meta = fields[key].metadata
             try:
-                setattr(section, key, _coerce(value, hints[key]))
+                value = _coerce(value, meta.get("raw", hints[key]))
+                setattr(section, key, meta["parse"](value) if "parse" in meta else value)
             except (TypeError, ValueError, InputError) as exc:
                 problems.append(f"[{name}] {key}: {exc}")
     return settings, problems
@@ -350,12 +380,16 @@ def _coerce(value: Any, hint: Any) -> Any:
     if hint is timedelta:
         try:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return timedelta(seconds=value)
-            if isinstance(value, str):
-                return parse_duration(value)
-        except (OverflowError, ValueError):  # 1e300 seconds, nan
+                delta = timedelta(seconds=value)
+            elif isinstance(value, str):
+                delta = parse_duration(value)
+            else:
+                raise TypeError
+        except (OverflowError, TypeError, ValueError):  # 1e300 seconds, nan
             raise TypeError(f"expected a duration like '10m', got {value!r}") from None
-        raise TypeError(f"expected a duration like '10m', got {value!r}")
+        if delta < timedelta(0):
+            raise ValueError(f"must not be negative, got {value!r}")
+        return delta
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -381,112 +415,3 @@ def _coerce(value: Any, hint: Any) -> Any:
             return dict(value)
         raise TypeError(f"expected a table of strings, got {value!r}")
     raise TypeError(f"unsupported setting type {hint!r}")  # pragma: no cover
-
-
-def _check(s: Settings) -> list[str]:
-    """Cross-field and value checks that types alone cannot express."""
-    problems: list[str] = []
-    try:
-        ZoneInfo(s.daemon.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"[daemon] timezone: unknown time zone {s.daemon.timezone!r}")
-    if s.daemon.horizon < timedelta(minutes=10):
-        problems.append("[daemon] horizon: must be at least 10m")
-    if s.model.batch_window > s.daemon.horizon:
-        problems.append("[model] batch_window: must not exceed [daemon] horizon")
-    if s.daemon.poll <= timedelta(0) or s.daemon.heartbeat <= timedelta(0):
-        problems.append("[daemon] poll and heartbeat must be positive")
-    if s.daemon.time_sync_max_wait < timedelta(0):
-        problems.append("[daemon] time_sync_max_wait: must not be negative")
-    lat, lon = s.location.latitude, s.location.longitude
-    if (lat is None) != (lon is None):
-        problems.append("[location] latitude and longitude go together")
-    if lat is not None and not -90 <= lat <= 90:
-        problems.append("[location] latitude: must be between -90 and 90")
-    if lon is not None and not -180 <= lon <= 180:
-        problems.append("[location] longitude: must be between -180 and 180")
-    if s.model.backend not in ("auto", "bnb-int8", "torch-int8", "bf16", "fp32"):
-        problems.append(
-            "[model] backend: must be one of auto, bnb-int8, torch-int8, bf16, fp32"
-        )
-    if s.model.device not in ("auto", "cpu", "cuda"):
-        problems.append("[model] device: must be one of auto, cpu, cuda")
-    if s.model.kernel not in ("auto", "dynamic", "weight-only"):
-        problems.append("[model] kernel: must be one of auto, dynamic, weight-only")
-    if s.desktop.urgency not in ("low", "normal", "critical"):
-        problems.append("[desktop] urgency: must be low, normal or critical")
-    if not 0 <= s.speaker.volume <= 200:
-        problems.append("[speaker] volume: must be between 0 and 200")
-    from daemon.calendars.apply import check_settings as check_calendars
-    from daemon.outputs.speaker import parse_quiet_hours  # each module owns its rules
-
-    problems += check_calendars(s)
-
-    try:
-        parse_quiet_hours(s.speaker.quiet_hours)
-    except ConfigError as exc:
-        problems.append(str(exc))
-    problems += _check_guards(s.guards)
-    problems += _check_web(s.web)
-    problems += check_context_settings(s)
-    problems += _check_nag(s.daemon, s.ntfy)
-    return problems
-
-
-def _check_nag(d: DaemonSettings, n: NtfySettings) -> list[str]:
-    problems: list[str] = []
-    if d.nag and not timedelta(seconds=1) <= d.nag <= timedelta(days=1):
-        problems.append("[daemon] nag: must be 0 (off) or between 1s and 1d")
-    if not 1 <= d.nag_max <= 100:
-        problems.append("[daemon] nag_max: must be between 1 and 100")
-    try:
-        parse_priority(n.priority)
-    except InputError as exc:
-        problems.append(f"[ntfy] priority: {exc}")
-    if n.token and (n.user or n.password):
-        problems.append("[ntfy] token: give a token or user and password, not both")
-    if bool(n.user) != bool(n.password):
-        problems.append("[ntfy] user and password go together")
-    if n.timeout <= 0:
-        problems.append("[ntfy] timeout: must be a positive number of seconds")
-    return problems
-
-
-def _check_guards(g: GuardSettings) -> list[str]:
-    problems: list[str] = []
-    for key in ("start_temp", "abort_temp"):
-        value = getattr(g, key)
-        if value is not None and not 20 <= value <= 150:
-            problems.append(f"[guards] {key}: must be between 20 and 150 (°C)")
-    if g.start_temp is not None and g.abort_temp is not None and g.start_temp >= g.abort_temp:
-        problems.append("[guards] start_temp: must be below abort_temp")
-    for key in ("start_margin", "abort_margin"):
-        if not 0 <= getattr(g, key) <= 60:
-            problems.append(f"[guards] {key}: must be between 0 and 60 (°C)")
-    if g.abort_margin > g.start_margin:
-        problems.append("[guards] abort_margin: must not exceed start_margin")
-    for key in ("ram_margin_mb", "ram_floor_mb"):
-        if getattr(g, key) < 0:
-            problems.append(f"[guards] {key}: must not be negative")
-    if not timedelta(0) < g.check_every <= timedelta(minutes=1):
-        problems.append("[guards] check_every: must be between 0 and 1m")
-    if g.wait_step <= timedelta(0):
-        problems.append("[guards] wait_step: must be positive")
-    if not 1 <= g.keep_decisions <= 1000:
-        problems.append("[guards] keep_decisions: must be between 1 and 1000")
-    if not g.sysfs_root:
-        problems.append("[guards] sysfs_root: must not be empty")
-    return problems
-
-
-def _check_web(w: WebSettings) -> list[str]:
-    problems: list[str] = []
-    if not w.listen.strip():
-        problems.append("[web] listen: must not be empty")
-    if not 1 <= w.port <= 65535:
-        problems.append("[web] port: must be between 1 and 65535")
-    if w.public_url and not w.public_url.startswith(("http://", "https://")):
-        problems.append("[web] public_url: must start with http:// or https://")
-    if not 1 <= w.max_upload_kb <= 65536:
-        problems.append("[web] max_upload_kb: must be between 1 and 65536")
-    return problems

@@ -24,9 +24,13 @@ class NotFoundError(InputError):
 
 
 class ConfigError(ChimeError):
-    """The configuration file or environment is invalid."""
+    """The configuration file or environment is invalid; ``problems`` holds one line per key."""
 
     exit_code = 78  # EX_CONFIG
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class StoreError(ChimeError):

@@ -6,17 +6,16 @@ nothing. Times going in and out are timezone-aware; JSON views use ISO 8601.
 
 from __future__ import annotations
 
-import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon import nag as nagging
-from daemon.app import App
 from daemon.context.prompt import build_prompt
 from daemon.errors import InputError
-from daemon.generation.base import Request
+from daemon.generation.base import Request, seed_for
 from daemon.outputs import base as outputs
+from daemon.parts import Planned, Writing
 from daemon.planning import Recurrence, Schedule, Workdays, alarm_of, next_occurrence, zone
 from daemon.priority import LABELS as PRIORITY_LABELS
 from daemon.priority import parse_priority
@@ -69,12 +68,7 @@ def check_nag_max(count: int) -> int:
     return count
 
 
-def seed_for(event_id: int | None, instant: datetime) -> int:
-    """A stable seed per occurrence, so its text can be reproduced."""
-    return zlib.crc32(f"{event_id}:{instant.astimezone(timezone.utc).isoformat()}".encode())
-
-
-def add(app: App, task: str, when: str, every: str | None = None, lead: str | None = None,
+def add(app: Planned, task: str, when: str, every: str | None = None, lead: str | None = None,
         tz: str | None = None, output: list[str] | None = None, nag: str | None = None,
         nag_max: int | None = None, priority: str | None = None) -> Event:
     """Create a reminder; a one-off must lie in the future."""
@@ -82,14 +76,19 @@ def add(app: App, task: str, when: str, every: str | None = None, lead: str | No
     fields["nag_s"] = check_nag(nag) if nag is not None else None
     fields["nag_max"] = check_nag_max(nag_max) if nag_max is not None else None
     fields["priority"] = parse_priority(priority) if priority is not None else None
-    schedule = Recurrence(fields["dtstart"], fields["tz"], fields["rrule"],
-                          day_filter=fields["day_filter"])
-    first = next_occurrence(schedule, app.clock.now() - timedelta(seconds=1),
-                            workdays=app.workdays)
-    if first is None:
-        raise InputError(f"{when!r} is in the past; give a future time")
+    _refuse_past(app, when, fields["dtstart"], fields["tz"], fields["rrule"],
+                 fields["day_filter"])
     with app.db.session() as s:
         return repo.add_event(s, **fields, source="manual")
+
+
+def _refuse_past(app: Planned, when: str, dtstart: str, tz: str, rrule: str | None,
+                 day_filter: str | None) -> None:
+    """InputError when the schedule has no time left (a one-off in the past): add and edit."""
+    schedule = Recurrence(dtstart, tz, rrule, day_filter=day_filter)
+    if next_occurrence(schedule, app.clock.now() - timedelta(seconds=1),
+                       workdays=app.workdays) is None:
+        raise InputError(f"{when!r} is in the past; give a future time")
 
 
 def confirmation(view: dict[str, Any], now: datetime) -> str:
@@ -100,7 +99,7 @@ def confirmation(view: dict[str, Any], now: datetime) -> str:
     return line if view["rule"] is None else f"{line}, repeats {view['every']}"
 
 
-def resolve(app: App, when: str, every: str | None = None,
+def resolve(app: Planned, when: str, every: str | None = None,
             tz: str | None = None) -> dict[str, Any]:
     """What ``--at``/``--every`` would mean now, without storing anything (the web's live
     preview): the start, the rule, the first time and its description; InputError if unread."""
@@ -123,7 +122,7 @@ def resolve(app: App, when: str, every: str | None = None,
     }
 
 
-def edit(app: App, event_id: int, task: str | None = None, when: str | None = None,
+def edit(app: Planned, event_id: int, task: str | None = None, when: str | None = None,
          every: str | None = None, lead: str | None = None, tz: str | None = None,
          output: list[str] | None = None, nag: str | None = None, nag_max: int | None = None,
          priority: str | None = None) -> Event:
@@ -157,23 +156,27 @@ def edit(app: App, event_id: int, task: str | None = None, when: str | None = No
         if not changes:
             raise InputError("nothing to change (give --text, --at, --every, --lead, --tz, "
                              "--output, --nag, --nag-max or --priority)")
+        if when is not None or every is not None or tz is not None:
+            _refuse_past(app, when or event.dtstart, changes.get("dtstart", event.dtstart),
+                         changes.get("tz", event.tz), changes.get("rrule", event.rrule),
+                         changes.get("day_filter", event.day_filter))
         if changes.get("nag_s") == 0:
             nagging.stop_event(s, event.id)
         return repo.update_event(s, event, **changes)
 
 
-def remove(app: App, event_id: int) -> None:
+def remove(app: Planned, event_id: int) -> None:
     with app.db.session() as s:
         repo.remove_event(s, repo.get_event(s, event_id))
 
 
-def set_paused(app: App, event_id: int, paused: bool) -> Event:
+def set_paused(app: Planned, event_id: int, paused: bool) -> Event:
     with app.db.session() as s:
         event = repo.get_event(s, event_id)
         return repo.update_event(s, event, paused=paused)
 
 
-def upcoming(app: App) -> list[dict[str, Any]]:
+def upcoming(app: Planned) -> list[dict[str, Any]]:
     """Every reminder with its next occurrence (None when it has none left)."""
     now = app.clock.now()
     with app.db.session() as s:
@@ -183,7 +186,7 @@ def upcoming(app: App) -> list[dict[str, Any]]:
 MAX_SHOWN = 1000
 
 
-def show(app: App, event_id: int, count: int = 5, start: str | None = None) -> dict[str, Any]:
+def show(app: Planned, event_id: int, count: int = 5, start: str | None = None) -> dict[str, Any]:
     """One reminder with ``count`` occurrences from ``start`` (a time phrase; default now): when
     each starts (``at``) and when it rings (``rings``: earlier with a calendar alarm); its
     recent history, and notes (a workdays rule in a year without an official calendar)."""
@@ -216,7 +219,7 @@ def _occurrences_from(schedule: Schedule, since: datetime, count: int,
     return found
 
 
-def _notes(event: Event, since: datetime, found: list[datetime], app: App) -> list[str]:
+def _notes(event: Event, since: datetime, found: list[datetime], app: Planned) -> list[str]:
     if event.day_filter is None:
         return []
     years = {at.astimezone(zone(event.tz)).year for at in found} or {since.year}
@@ -224,7 +227,7 @@ def _notes(event: Event, since: datetime, found: list[datetime], app: App) -> li
     return [note] if note else []
 
 
-def log(app: App, limit: int = 20) -> list[dict[str, Any]]:
+def log(app: Planned, limit: int = 20) -> list[dict[str, Any]]:
     """Occurrences, newest first."""
     with app.db.session() as s:
         tz_by_event = {e.id: e.tz for e in repo.list_events(s)}
@@ -233,7 +236,7 @@ def log(app: App, limit: int = 20) -> list[dict[str, Any]]:
                 for o in rows]
 
 
-def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, Any]:
+def preview(app: Writing, task: str, when: str, tz: str | None = None) -> dict[str, Any]:
     """Write the reminder text for ``task`` at ``when`` now; deliver nothing, store nothing."""
     task = check_task(task)
     zone_name = check_zone(tz or app.settings.daemon.timezone)
@@ -259,7 +262,7 @@ def preview(app: App, task: str, when: str, tz: str | None = None) -> dict[str, 
     }
 
 
-def _fallback_reason(app: App, draft: Any) -> str | None:
+def _fallback_reason(app: Planned, draft: Any) -> str | None:
     """Why the template wrote the text (None when the model did): the model's failure, else
     why the model is not used at all."""
     if draft.generator != "template":
@@ -277,19 +280,19 @@ def _fallback_reason(app: App, draft: Any) -> str | None:
     return f"model not installed: run `chime model pull` ({why})"
 
 
-def _guard_view(app: App, since: datetime) -> dict[str, Any]:
+def _guard_view(app: Planned, since: datetime) -> dict[str, Any]:
     """The guard decision this preview's generation got; when the model did not run, what the
     guard would decide now."""
-    from daemon.generation import supervisor
-    from daemon.generation.guards import DecisionLog, Guard, decision_dict
+    from daemon.generation.guards import DecisionLog, decision_dict
+    from daemon.generation.supervisor import guard_for
 
     recent = DecisionLog(app.db).recent()
     if recent and datetime.fromisoformat(recent[0]["at"]) >= since.replace(microsecond=0):
         return recent[0]
-    return decision_dict(Guard(app.settings.guards, supervisor.memory_need_mb(app.settings)).peek())
+    return decision_dict(guard_for(app.settings).peek())
 
 
-def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"
+def snooze(app: Planned, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"
            ) -> int:
     """Remind again after ``delay``; returns the id of the occurrence that will come.
 
@@ -318,7 +321,7 @@ def snooze(app: App, occurrence_id: int, delay: timedelta | None = None, by: str
         return repeat.id
 
 
-def done(app: App, occurrence_id: int, by: str = "cli") -> None:
+def done(app: Planned, occurrence_id: int, by: str = "cli") -> None:
     """Record that the person acknowledged the reminder (any repeat of it will do), from
     ``by``: cli, desktop, web or push; its nagging stops."""
     with app.db.session() as s:
@@ -328,7 +331,7 @@ def done(app: App, occurrence_id: int, by: str = "cli") -> None:
 class AppActions:
     """The Actions an output's buttons call (desktop: 完成 / 稍后提醒), acknowledging as ``by``."""
 
-    def __init__(self, app: App, by: str = "desktop") -> None:
+    def __init__(self, app: Planned, by: str = "desktop") -> None:
         self.app = app
         self.by = by
 
@@ -395,7 +398,7 @@ def occurrence_view(o: Occurrence, tz_name: str) -> dict[str, Any]:
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def _fields(app: App, *, task: str, when: str, every: str | None, lead: str | None,
+def _fields(app: Planned, *, task: str, when: str, every: str | None, lead: str | None,
             tz: str | None, output: list[str] | None) -> dict[str, Any]:
     zone_name = check_zone(tz or app.settings.daemon.timezone)
     fields: dict[str, Any] = {"task": check_task(task), "tz": zone_name}

@@ -12,12 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from daemon import reminders
-from daemon.app import App
+from daemon.parts import Planned
 from daemon.store import repo
 from daemon.store.models import Forecast
 
 
-def overview(app: App, count: int = 5) -> dict[str, Any]:
+def overview(app: Planned, count: int = 5) -> dict[str, Any]:
     """The daemon's state, its next ``count`` reminders, guard, weather, model and storage."""
     from daemon.generation.guards import describe
     from daemon.generation.supervisor import memory_need_mb, unavailable
@@ -50,7 +50,7 @@ def overview(app: App, count: int = 5) -> dict[str, Any]:
     }
 
 
-def storage(app: App) -> dict[str, int]:
+def storage(app: Planned) -> dict[str, int]:
     """Bytes used by the database (with its WAL) and free on its file system."""
     path = app.settings.db_path
     used = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))

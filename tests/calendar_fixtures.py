@@ -33,7 +33,7 @@ def corpus_text(name: str) -> str:
     return (ICS / name).read_bytes().decode("utf-8")
 
 
-def make_app(db: Path, now: datetime = NOW, all_day_at: str = "08:00") -> App:
+def make_app(db: Path, now: datetime = NOW, all_day_at: time = time(8)) -> App:
     """An App on its own database file with a fixed clock."""
     settings = load_settings(db=db)
     settings.calendars.all_day_at = all_day_at

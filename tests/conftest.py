@@ -48,8 +48,7 @@ def settings(db_path: Path) -> Settings:
 def app(settings: Settings) -> Iterator[App]:
     application = App(settings)
     yield application
-    if "db" in application.__dict__:
-        application.db.close()
+    application.close()
 
 
 @pytest.fixture
@@ -60,8 +59,7 @@ def fixed_app(settings: Settings) -> Iterator[App]:
 
     application = App(settings, FixedClock(datetime(2026, 11, 28, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))))
     yield application
-    if "db" in application.__dict__:
-        application.db.close()
+    application.close()
 
 
 @pytest.fixture(scope="session")

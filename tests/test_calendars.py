@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from sqlalchemy import select
 from daemon.app import App
 from daemon.calendars import apply as apply_module
 from daemon.calendars import import_file, import_text
+from daemon.config import load_settings
 from daemon.errors import ConfigError, InputError
 from daemon.planning import occurrences
 from daemon.reminders import add as add_reminder
@@ -159,13 +160,17 @@ def test_apple_floating_alarms_and_todos(cal_app: App) -> None:
 
 
 def test_all_day_time_is_configurable(tmp_path: Path) -> None:
-    app = make_app(tmp_path / "c.db", all_day_at="07:30")
+    config = tmp_path / "config.toml"
+    config.write_text('[calendars]\nall_day_at = "7:30"\n')
+    settings = load_settings(config, tmp_path / "c.db")
+    assert settings.calendars.all_day_at == time(7, 30)
+    app = make_app(tmp_path / "c.db", all_day_at=settings.calendars.all_day_at)
     import_file(app, corpus("apple_home.ics"))
     market = {e.task: e for e in events_by_uid(app).values()}["Farmers market"]
     assert market.dtstart == "2026-12-06T07:30:00" and market.exdates == ["2026-12-20T07:30:00"]
-    bad = make_app(tmp_path / "d.db", all_day_at="8 o'clock")
-    with pytest.raises(ConfigError, match="all_day_at"):
-        import_file(bad, corpus("apple_home.ics"))
+    config.write_text('[calendars]\nall_day_at = "8 o\'clock"\n')
+    with pytest.raises(ConfigError, match=r"\[calendars\] all_day_at: \"8 o'clock\" is not a time"):
+        load_settings(config, tmp_path / "c.db")
 
 
 def test_broken_events_are_skipped_and_named(cal_app: App) -> None:
@@ -267,13 +272,14 @@ def test_cancelling_a_series_removes_its_overrides(cal_app: App) -> None:
     assert not [k for k in events_by_uid(cal_app) if k.startswith(STANDUP)]
 
 
-def test_calendar_settings_check(settings) -> None:  # type: ignore[no-untyped-def]
-    from daemon.calendars.apply import all_day_time, check_settings
+def test_calendar_settings_check(tmp_path: Path) -> None:
+    from daemon.config_values import parse_clock_time
 
-    assert check_settings(settings) == []
-    assert all_day_time("7:05") == all_day_time(" 07:05 ")
-    settings.calendars.all_day_at = "25:00"
-    settings.calendars.default_every = timedelta(minutes=1)
-    assert check_settings(settings) == [
+    assert parse_clock_time("7:05") == parse_clock_time(" 07:05 ") == time(7, 5)
+    config = tmp_path / "config.toml"
+    config.write_text('[calendars]\nall_day_at = "25:00"\ndefault_every = "1m"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, tmp_path / "c.db")
+    assert info.value.problems == [
         "[calendars] all_day_at: '25:00' is not a time like 08:00",
         "[calendars] default_every: must be between 5m and 7d"]

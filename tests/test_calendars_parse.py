@@ -197,7 +197,7 @@ def test_now_matters_only_for_what_is_past() -> None:
 def test_exchange_spaces_in_byday_are_read() -> None:
     item = only(parse(cal(
         "UID:ex\nSUMMARY:standup\nDTSTART;TZID=China Standard Time:20261130T093000\n"
-        "RRULE:FREQ=WEEKLY;UNTIL=20270601T013000Z;INTERVAL=1;BYDAY=MO, TU, WE, TH, FR;WKST=SU")))
+        "RRULE:FREQ=WEEKLY;UNTIL=20270601T013000Z;INTERVAL=1;BYDAY=MO, TU, WE, TH, FR,;WKST=SU")))
     assert item.rrule is not None and "BYDAY=MO,TU,WE,TH,FR" in item.rrule
     firsts = occurrences(Recurrence(item.dtstart, item.tz, item.rrule), NOW,
                          NOW + timedelta(days=7))

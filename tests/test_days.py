@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import load_settings
+from daemon.config_values import Span, parse_span, parse_spans
 from daemon.context.days import (
     DayCalendar,
     clean_holiday_name,
@@ -17,7 +18,6 @@ from daemon.context.days import (
     parse_feed,
     validate_feed,
 )
-from daemon.context.periods import parse_span, parse_spans
 from daemon.errors import ConfigError
 from tests.context_fixtures import FEED
 
@@ -91,8 +91,8 @@ def test_festivals_from_the_lunar_calendar() -> None:
 def test_precedence_personal_statutory_festival_period_weekend() -> None:
     calendar = DayCalendar(
         "CN",
-        periods=parse_spans(["暑假 07-01..08-31", "寒假 2026-01-20..2026-02-25"], "periods"),
-        personal=parse_spans(["生日 10-01", "纪念日 2026-07-04"], "personal"),
+        periods=parse_spans(["暑假 07-01..08-31", "寒假 2026-01-20..2026-02-25"]),
+        personal=parse_spans(["生日 10-01", "纪念日 2026-07-04"]),
     )
     assert calendar.day_for(date(2026, 10, 1)).word == "生日"  # personal beats 国庆节
     assert calendar.day_for(date(2026, 7, 4)).word == "纪念日"
@@ -185,7 +185,9 @@ def test_good_context_settings_load(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     settings = load_settings(config, db=tmp_path / "chime.db")
-    assert settings.days.periods == ["暑假 07-01..08-31"] and settings.days.country == "DE-BY"
+    assert settings.days.periods == [Span("暑假", (7, 1, None), (8, 31, None))]
+    assert settings.days.personal == [parse_span("生日 05-20")]
+    assert settings.days.country == "DE-BY"
 
 
 def test_holiday_names_are_cleaned() -> None:

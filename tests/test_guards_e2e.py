@@ -22,7 +22,7 @@ from daemon import reminders
 from daemon.app import App
 from daemon.context import Context
 from daemon.delivery import Courier
-from daemon.generation.base import Request, WithFallback
+from daemon.generation.base import Request, WithFallback, seed_for
 from daemon.generation.files import ModelFiles
 from daemon.generation.guards import DecisionLog, Guard
 from daemon.generation.supervisor import LoraGenerator
@@ -59,11 +59,7 @@ def make_app(installed: ModelFiles, board: FakeSysfs,
 
     yield make
     for app in apps:
-        generator = app.__dict__.get("generator")
-        if isinstance(generator, WithFallback) and isinstance(generator.primary, LoraGenerator):
-            generator.primary.close()
-        if "db" in app.__dict__:
-            app.db.close()
+        app.close()
 
 
 def run_until_delivered(app: App, task: str, at: datetime, lead_s: int) -> dict[str, Any]:
@@ -97,7 +93,7 @@ def template_text(row: dict[str, Any], task: str) -> str:
     values = {f.name: record[f.name] for f in fields(Context) if f.name in record}
     values["at"] = datetime.fromisoformat(values["at"])
     values["notes"] = tuple(values.get("notes") or ())
-    seed = reminders.seed_for(row["event_id"], row["scheduled_at"])
+    seed = seed_for(row["event_id"], row["scheduled_at"])
     draft = TemplateGenerator().generate([Request("e2e", task, Context(**values), seed)])[0]
     assert draft is not None
     return draft.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from daemon_fixtures import Daemon, cli, occurrences, utc, wait_for
+from daemon_fixtures import Daemon, child_env, chime_cmd, cli, occurrences, utc, wait_for
 from dbus_fixtures import NotificationServer, private_bus
 from ntfy_fixtures import NtfyServer
 from pytest_httpserver import HTTPServer
@@ -40,13 +41,22 @@ def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield address
 
 
-def add(db: Path, config: Path, task: str, *options: str) -> int:
-    """Add a reminder due in 5 s."""
-    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=5)
-    result = cli(db, "add", task, "--at", iso(at), "--lead", "2s", *options, "--json",
-                 config=config)
-    assert result.returncode == 0, result.stderr
-    return int(json.loads(result.stdout)["id"])
+AHEAD = timedelta(seconds=8)  # a CLI call on a loaded 2-core machine takes 1-3 s
+
+
+def add_all(db: Path, config: Path, tasks: list[str], *options: str) -> list[int]:
+    """Add reminders due in 8 s, all at once (one CLI process each); their ids."""
+    at = datetime.now(timezone.utc).replace(microsecond=0) + AHEAD
+    procs = [subprocess.Popen(
+        [*chime_cmd(), "--db", str(db), "--config", str(config), "add", task, "--at", iso(at),
+         "--lead", "2s", "--json", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=child_env()) for task in tasks]
+    ids = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        ids.append(int(json.loads(out)["id"]))
+    return ids
 
 
 def chain(db: Path, event_id: int) -> list[dict[str, Any]]:
@@ -75,8 +85,9 @@ def test_nagging_stops_when_acknowledged_from_each_channel(
     channels = ("cli", "desktop", "web", "push")
     try:
         daemon.wait_ready()
-        events = {by: add(db_path, config, f"吃药-{by}", "--nag", "3s", "--nag-max", "6")
-                  for by in channels}
+        ids = add_all(db_path, config, [f"吃药-{by}" for by in channels], "--nag", "3s",
+                      "--nag-max", "6")
+        events = dict(zip(channels, ids, strict=True))
         for by, event_id in events.items():
             wait_for(lambda e=event_id: delivered(db_path, e, 1) is not None, 30,  # type: ignore[misc]
                      f"the first repeat of {by}")
@@ -106,7 +117,7 @@ def test_nagging_stops_when_acknowledged_from_each_channel(
                                             for r in chain(db_path, e)), 20,
                      f"the nagging of {by} to stop")
         counts = {e: len(chain(db_path, e)) for e in events.values()}
-        time.sleep(4.0)  # longer than the interval: a repeat planned anyway would show now
+        time.sleep(3.5)  # longer than the interval: a repeat planned anyway would show now
         assert {e: len(chain(db_path, e)) for e in events.values()} == counts
         log = json.loads(cli(db_path, "log", "--json", "--limit", "100", config=config).stdout)
     finally:
@@ -149,7 +160,7 @@ def test_kill_9_between_repeats_neither_loses_nor_doubles_one(
                       f'[ntfy]\nurl = "{ntfy.url}"\ntopic = "chime-e2e"\n', encoding="utf-8")
     first = Daemon(db_path, config)
     first.wait_ready()
-    event_id = add(db_path, config, "关煤气", "--nag", "3s", "--nag-max", "3",
+    (event_id,) = add_all(db_path, config, ["关煤气"], "--nag", "3s", "--nag-max", "3",
                    "--priority", "high")
     wait_for(lambda: delivered(db_path, event_id, 1) is not None, 30, "the first repeat")
     first.stop(signal.SIGKILL)
@@ -161,7 +172,7 @@ def test_kill_9_between_repeats_neither_loses_nor_doubles_one(
         again.wait_ready()
         wait_for(lambda: chain(db_path, event_id)[0]["status"] == "unacknowledged", 30,
                  "three repeats, then unacknowledged")
-        time.sleep(4.0)  # longer than the interval: a fourth repeat would show now
+        time.sleep(3.5)  # longer than the interval: a fourth repeat would show now
     finally:
         assert again.stop() == 0
     rows = chain(db_path, event_id)

@@ -145,7 +145,11 @@ def test_doctor_says_why_there_are_no_buttons(tmp_path: Path, httpserver: HTTPSe
     assert "public_url" in check.fix
     check = check_ntfy(Doctor(configured(tmp_path, base + '[web]\npublic_url = "http://b:1"\n')))
     assert (check.status, check.detail) == (OK, "localhost reachable; buttons call http://b:1")
-    check = check_ntfy(Doctor(configured(tmp_path, '[daemon]\noutputs = ["ntfy"]\n')))
+    with pytest.raises(ConfigError, match=r"\[ntfy\] topic: not set"):  # refused at load
+        configured(tmp_path, '[daemon]\noutputs = ["ntfy"]\n')
+    enabled = configured(tmp_path, "")
+    enabled.daemon.outputs = ["ntfy"]
+    check = check_ntfy(Doctor(enabled))
     assert check.status == ERROR and "[ntfy] topic: not set" in check.detail
     assert not httpserver.log[0][0].get_data(), "the doctor publishes nothing"
     assert check_ntfy(Doctor(configured(tmp_path, ""))).status == OK  # not used

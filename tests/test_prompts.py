@@ -97,3 +97,20 @@ def test_split_is_reproducible_and_holds_out_a_share() -> None:
     assert dataset.split(examples, 0.05, 2)[1] != held
     with pytest.raises(InputError):
         dataset.split(examples, 0.9, 1)
+
+
+def test_train_refuses_before_loading_anything(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    text = format_prompt("晴天", "工作日", "上午", "喝水") + "现在该喝水啦！end"
+    data.write_text(json.dumps({"text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["model", "train", str(data), "--out", str(out)]
+    no_base = CliRunner().invoke(main, args)
+    assert no_base.exit_code == 2 and "chime model pull --only base" in no_base.output
+    no_checkpoint = CliRunner().invoke(main, [*args, "--resume"])
+    assert no_checkpoint.exit_code == 2 and "no checkpoint to resume from" in no_checkpoint.output
+    (out / "notes.txt").parent.mkdir()
+    (out / "notes.txt").write_text("mine")
+    busy = CliRunner().invoke(main, args)
+    assert busy.exit_code == 2 and "not an empty directory" in busy.output
+    assert (out / "notes.txt").read_text() == "mine"

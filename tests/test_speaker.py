@@ -14,11 +14,12 @@ import pytest
 from audio_fixtures import alsa_home, require, wav_frames, write_tone
 
 from daemon.clock import FixedClock
-from daemon.config import Settings
+from daemon.config import Settings, load_settings
+from daemon.config_values import parse_quiet_hours
 from daemon.errors import ConfigError, OutputError
 from daemon.outputs import base as outputs
 from daemon.outputs.base import Reminder
-from daemon.outputs.speaker import SpeakerOutput, is_quiet, parse_quiet_hours
+from daemon.outputs.speaker import SpeakerOutput, is_quiet
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 28, 12, 0, tzinfo=SHANGHAI)
@@ -42,6 +43,8 @@ def sink(isolated_env: Path, tmp_path: Path) -> Path:
 
 def speaker(settings: Settings, at: datetime = NOON, **keys: object) -> SpeakerOutput:
     for key, value in keys.items():
+        if key == "quiet_hours":  # as the config converts it
+            value = parse_quiet_hours(str(value))
         setattr(settings.speaker, key, value)
     return SpeakerOutput(settings, None, FixedClock(at))
 
@@ -208,13 +211,16 @@ def test_quiet_hours_are_read_in_the_configured_zone(settings: Settings, sink: P
 ])
 def test_quiet_hours_span_midnight(hours: str, clock: str, quiet: bool) -> None:
     h, m = map(int, clock.split(":"))
-    assert is_quiet(parse_quiet_hours(hours), NOON.replace(hour=h, minute=m)) is quiet
+    parsed = parse_quiet_hours(hours)
+    assert (parsed is not None and is_quiet(parsed, NOON.replace(hour=h, minute=m))) is quiet
 
 
 @pytest.mark.parametrize("bad", ["22-7", "25:00-07:00", "22:00", "22:00-22:00", "晚上"])
-def test_bad_quiet_hours_name_the_key(settings: Settings, bad: str) -> None:
+def test_bad_quiet_hours_name_the_key(tmp_path: Path, bad: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[speaker]\nquiet_hours = "{bad}"\n')
     with pytest.raises(ConfigError, match=r"\[speaker\] quiet_hours"):
-        speaker(settings, quiet_hours=bad)
+        load_settings(config, tmp_path / "chime.db")
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

@@ -219,6 +219,25 @@ def test_trained_adapter_installs_and_speaks_through_the_worker(tmp_path: Path,
     data = json.loads(preview.output[preview.output.index("{"):])
     assert data["backend"] == "torch-int8"
     assert SHAPE.match(validate.clean(data["raw_output"])), data
+    assert "run `chime model build`" not in shown.output
+    pull(str(trained.out), "adapter", files)  # a new character, not built in yet
+    stale = runner.invoke(main, ["model", "info"], env=env)
+    assert "the int8 artifact was built before it: run `chime model build`" in stale.output
+
+
+def test_int8_base_trains_on_the_cpu_too(tmp_path: Path, trained: Trained) -> None:
+    """The bitsandbytes path (prepare_model_for_kbit_training) runs here without a GPU."""
+    pytest.importorskip("bitsandbytes")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["model", "train", str(trained.data), "--out", str(out),
+                                       "--base", str(trained.base), "--precision", "int8",
+                                       "--learning-rate", "1e-2", "--epochs", "2", "--eval",
+                                       "0.2", "--checks", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    record = _record(out)
+    assert (record["device"], record["precision"]) == ("cpu", "int8")
+    assert record["eval_loss"]["after"] < record["eval_loss"]["before"] / 2
+    assert record["delivery_checks"]["prompts"] == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),

@@ -117,7 +117,7 @@ def test_add_in_chinese_with_the_resolved_time_and_a_preview(site: Site) -> None
     site.browser.find_element(By.NAME, "text").send_keys("给妈妈打电话")
     site.browser.find_element(By.NAME, "at").send_keys("明天晚上8点")
     site.wait(EC.text_to_be_present_in_element((By.ID, "resolved"), "明天 20:00"))
-    Select(site.browser.find_element(By.NAME, "every")).select_by_value("weekdays")
+    Select(site.browser.find_element(By.NAME, "every")).select_by_value("workdays")
     site.browser.find_element(By.NAME, "preview").click()
     site.wait(EC.visibility_of_element_located((By.CSS_SELECTOR, "#preview .message")))
     assert "给妈妈打电话" in site.browser.find_element(By.ID, "preview").text
@@ -126,7 +126,7 @@ def test_add_in_chinese_with_the_resolved_time_and_a_preview(site: Site) -> None
     site.wait(EC.url_to_be(site.url + "/"))
     site.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), "给妈妈打电话"))
     card = site.browser.find_element(By.CSS_SELECTOR, ".card")
-    assert "20:00" in card.text and "周一到周五" in card.text, card.text
+    assert "20:00" in card.text and "法定工作日" in card.text, card.text
     site.shot("next")
 
 
@@ -198,7 +198,12 @@ def test_remove_asks_first(site: Site) -> None:
     site.wait(lambda b: "元宵节看花灯" not in b.find_element(By.TAG_NAME, "main").text)
 
 
-def test_status_page(site: Site) -> None:
+def test_status_and_login_pages(site: Site) -> None:
     site.open("/status")
     site.wait(EC.text_to_be_present_in_element((By.ID, "daemon"), "运行中"))
     site.shot("status")
+    site.open("/login#token=abc_DEF-123")  # the link in `chime web token`'s QR code
+    field = site.browser.find_element(By.NAME, "token")
+    assert field.get_attribute("value") == "abc_DEF-123"
+    assert site.browser.current_url == site.url + "/login"  # the fragment is gone
+    site.shot("login")

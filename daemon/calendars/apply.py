@@ -13,26 +13,23 @@ at once (an import and the daemon's sync) wait for each other instead of both ad
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon.app import App
 from daemon.calendars.parse import Options, Parsed, Problem, parse_calendar
-from daemon.config import Settings
-from daemon.errors import ConfigError, InputError
+from daemon.errors import InputError
+from daemon.parts import Stored
 from daemon.store import repo
 from daemon.store.db import lock_for_write
 from daemon.store.models import Event
 
 log = logging.getLogger("daemon.calendars")
 
-FIELDS = ("task", "dtstart", "tz", "rrule", "rdates", "exdates", "alarm_s", "duration_s")
 MAX_FILE_BYTES = 32 * 1024 * 1024
 
 
@@ -67,31 +64,9 @@ class Outcome:
                 "skipped": [str(p) for p in self.skipped], "notes": [str(p) for p in self.notes]}
 
 
-def options(app: App, now: datetime) -> Options:
+def options(app: Stored, now: datetime) -> Options:
     """Parsing options from the settings ([daemon] timezone, [calendars] all_day_at)."""
-    return Options(app.settings.daemon.timezone, all_day_time(app.settings.calendars.all_day_at),
-                   now)
-
-
-def all_day_time(raw: str) -> time:
-    """``[calendars] all_day_at`` (``8:00``, ``08:30``) as a time, or ConfigError."""
-    found = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", raw)
-    if found and int(found[1]) < 24 and int(found[2]) < 60:
-        return time(int(found[1]), int(found[2]))
-    raise ConfigError(f"[calendars] all_day_at: {raw!r} is not a time like 08:00")
-
-
-def check_settings(settings: Settings) -> list[str]:
-    """Problems with the [calendars] section, for the config's one-pass validation."""
-    problems = []
-    try:
-        all_day_time(settings.calendars.all_day_at)
-    except ConfigError as exc:
-        problems.append(str(exc))
-    every = settings.calendars.default_every
-    if not timedelta(minutes=5) <= every <= timedelta(days=7):
-        problems.append("[calendars] default_every: must be between 5m and 7d")
-    return problems
+    return Options(app.settings.daemon.timezone, app.settings.calendars.all_day_at, now)
 
 
 def parse_checked(text: str, opts: Options) -> Parsed:
@@ -155,7 +130,7 @@ def apply(s: Session, parsed: Parsed, subscription_id: int | None = None) -> Out
     return outcome
 
 
-def import_text(app: App, text: str, now: datetime | None = None) -> Outcome:
+def import_text(app: Stored, text: str, now: datetime | None = None) -> Outcome:
     """Import an iCalendar document as chime events (never deletes other events)."""
     parsed = parse_checked(text, options(app, now or app.clock.now()))
     with app.db.session() as s:
@@ -165,7 +140,7 @@ def import_text(app: App, text: str, now: datetime | None = None) -> Outcome:
     return outcome
 
 
-def import_file(app: App, path: Path | str, now: datetime | None = None) -> Outcome:
+def import_file(app: Stored, path: Path | str, now: datetime | None = None) -> Outcome:
     """Read and import an .ics file; InputError for an unreadable or non-iCalendar file."""
     return import_text(app, read_text(Path(path)), now)
 

@@ -24,10 +24,10 @@ import icalendar
 from sqlalchemy import select
 
 from daemon import __version__
-from daemon.app import App
 from daemon.calendars.apply import event_key
 from daemon.context.workdays import OfficialWorkdays
 from daemon.errors import InputError
+from daemon.parts import Planned
 from daemon.planning import WORKDAYS, to_instant, zone
 from daemon.store.models import Event
 
@@ -67,7 +67,7 @@ def _one_rdate_per_line(observance: icalendar.cal.component.Component) -> None:
             observance.add("rdate", value.dt)
 
 
-def export(app: App, path: str, include_all: bool = False) -> tuple[str, int]:
+def export(app: Planned, path: str, include_all: bool = False) -> tuple[str, int]:
     """Write chime's manual events (all events with ``include_all``) to ``path`` ('-': the
     text is returned instead); returns (text, number of events)."""
     with app.db.session() as s:

@@ -24,12 +24,13 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from sqlalchemy import delete, func, select
 
-from daemon.app import App
 from daemon.calendars.apply import Outcome, apply, options, parse_checked
 from daemon.calendars.parse import Parsed
+from daemon.config_values import is_http_url
 from daemon.errors import ChimeError, InputError, NotFoundError
 from daemon.http import FetchPolicy, describe_url, new_session
 from daemon.http_cache import fetch_cached
+from daemon.parts import Stored
 from daemon.store import repo
 from daemon.store.db import lock_for_write
 from daemon.store.models import Event, HttpCache, Meta, Subscription
@@ -37,7 +38,7 @@ from daemon.timeparse import format_duration, parse_duration
 
 log = logging.getLogger("daemon.calendars")
 
-MIN_EVERY = timedelta(minutes=5)  # as check_settings says for [calendars] default_every
+MIN_EVERY = timedelta(minutes=5)  # as config_checks says for [calendars] default_every
 MAX_EVERY = timedelta(days=7)
 
 
@@ -58,16 +59,15 @@ class SyncResult:
 
 def normalize_url(url: str) -> str:
     """``webcal://`` (Apple, Google links) → ``https://``; InputError unless http(s)."""
-    raw = url.strip()
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
-    if scheme in ("webcal", "webcals"):
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() in ("webcal", "webcals"):
         parts = parts._replace(scheme="https")
-    elif scheme not in ("http", "https"):
-        raise InputError(f"{url!r} is not an http(s) or webcal URL")
-    if not parts.hostname:
-        raise InputError(f"{url!r} has no host")
-    return urlunsplit(parts)
+    normal = urlunsplit(parts)
+    if not is_http_url(normal):  # the one URL check, as the config's
+        web = parts.scheme.lower() in ("http", "https")
+        raise InputError(f"{url!r} has no host" if web else
+                         f"{url!r} is not an http(s) or webcal URL")
+    return normal
 
 
 def check_every(text: str | None, default: timedelta) -> int:
@@ -78,7 +78,7 @@ def check_every(text: str | None, default: timedelta) -> int:
     return int(every.total_seconds())
 
 
-def subscribe(app: App, url: str, every: str | None = None) -> Subscription:
+def subscribe(app: Stored, url: str, every: str | None = None) -> Subscription:
     """Record a subscription (its first sync is the caller's next step)."""
     clean = normalize_url(url)
     every_s = check_every(every, app.settings.calendars.default_every)
@@ -92,7 +92,7 @@ def subscribe(app: App, url: str, every: str | None = None) -> Subscription:
         return sub
 
 
-def unsubscribe(app: App, subscription_id: int) -> int:
+def unsubscribe(app: Stored, subscription_id: int) -> int:
     """Remove a subscription with its events (delivered history stays); returns the count."""
     with app.db.session() as s:
         sub = s.get(Subscription, subscription_id)
@@ -108,7 +108,7 @@ def unsubscribe(app: App, subscription_id: int) -> int:
         return len(events)
 
 
-def subscriptions(app: App) -> list[dict[str, Any]]:
+def subscriptions(app: Stored) -> list[dict[str, Any]]:
     """Every subscription with its state and event count."""
     with app.db.session() as s:
         counts = dict(s.execute(
@@ -118,7 +118,7 @@ def subscriptions(app: App) -> list[dict[str, Any]]:
         return [_view(sub, counts.get(sub.id, 0), app) for sub in subs]
 
 
-def sync(app: App, now: datetime, ids: list[int] | None = None, *, force: bool = False,
+def sync(app: Stored, now: datetime, ids: list[int] | None = None, *, force: bool = False,
          session: requests.Session | None = None,
          policy: FetchPolicy | None = None) -> list[SyncResult]:
     """Sync the given subscriptions (all when None); ``force`` ignores the interval."""
@@ -137,7 +137,7 @@ def sync(app: App, now: datetime, ids: list[int] | None = None, *, force: bool =
             http.close()
 
 
-def sync_due(app: App, now: datetime, policy: FetchPolicy | None = None) -> None:
+def sync_due(app: Stored, now: datetime, policy: FetchPolicy | None = None) -> None:
     """The daemon's periodic hook: sync every subscription whose interval has passed.
 
     Never raises; each subscription's outcome or failure is logged once, on its own.
@@ -161,7 +161,7 @@ def sync_due(app: App, now: datetime, policy: FetchPolicy | None = None) -> None
         log.exception("syncing calendar subscriptions failed")
 
 
-def sync_one(app: App, sub: Subscription, now: datetime, session: requests.Session,
+def sync_one(app: Stored, sub: Subscription, now: datetime, session: requests.Session,
              policy: FetchPolicy, force: bool = False) -> SyncResult:
     """Fetch one subscription (when due or forced) and apply its body if it is new."""
     where = describe_url(sub.url)
@@ -220,7 +220,7 @@ def _fingerprint(body: str, opts: Any) -> str:
     return digest.hexdigest()
 
 
-def _view(sub: Subscription, events: int, app: App) -> dict[str, Any]:
+def _view(sub: Subscription, events: int, app: Stored) -> dict[str, Any]:
     tz = app.settings.tz
 
     def iso(t: datetime | None) -> str | None:

@@ -2,7 +2,7 @@
 
 Parsing component by component means one garbled line costs only the event that holds it.
 Where a real export's meaning is plain it is read leniently: spaces inside an RRULE (Exchange
-writes ``BYDAY=MO, TU, WE, TH, FR``) are dropped.
+writes ``BYDAY=MO, TU, WE, TH, FR``) and empty list items (``BYDAY=MO,``) are dropped.
 Structure errors that make the whole file suspect (not iCalendar at all, cut short, an END
 without BEGIN at calendar level) raise InputError; a broken component is marked ``broken``.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from daemon.errors import InputError
 
@@ -48,6 +49,8 @@ def _unfold(text: str) -> list[str]:
 
 def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
     """The VCALENDAR properties and its top-level components; InputError if not iCalendar."""
+    if text.count("BEGIN:VEVENT") + text.count("BEGIN:VTODO") > MAX_COMPONENTS:
+        _too_many()  # counted before any line is made: a flood costs no memory
     lines = _unfold(text.lstrip("\ufeff"))
     if not lines or lines[0].strip().upper() != "BEGIN:VCALENDAR":
         raise InputError("not an iCalendar file (it does not begin with BEGIN:VCALENDAR)")
@@ -67,8 +70,7 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
                 raise InputError(f"not an iCalendar file (BEGIN:{word} outside a VCALENDAR)")
             if depth == 1:
                 if len(blocks) >= MAX_COMPONENTS:
-                    raise InputError(f"the calendar has more than {MAX_COMPONENTS} components; "
-                                     "chime reads calendars up to that size")
+                    _too_many()
                 blocks.append(Block(word))
             stack.append(word)
         elif name == "END" and word not in stack:
@@ -83,12 +85,24 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
         elif depth == 1:
             props.setdefault(name, value.strip())
         if name in ("RRULE", "EXRULE") and depth >= 2:  # Exchange: BYDAY=MO, TU, WE
-            line = f"{head}:{''.join(value.split())}"
+            line = f"{head}:{_plain_rule(value)}"
         if depth >= 2 or (depth == 1 and name == "BEGIN"):
             blocks[-1].lines.append(line)
     if stack:
         raise InputError(f"the iCalendar file ends inside {stack[-1]} (cut short?)")
     return props, blocks
+
+
+def _too_many() -> NoReturn:
+    raise InputError(f"the calendar has more than {MAX_COMPONENTS} components; chime reads "
+                     "calendars up to that size")
+
+
+def _plain_rule(value: str) -> str:
+    """An RRULE value without the slips real exports make: spaces, empty list items."""
+    rule = "".join(value.split())
+    rule = re.sub(r",+(?=;|$)", "", re.sub(r"([=,]),+", r"\1", rule))
+    return rule
 
 
 def short(exc: BaseException | str) -> str:

@@ -32,6 +32,7 @@ from daemon.errors import ChimeError
 
 if TYPE_CHECKING:
     from daemon.app import App
+    from daemon.config import Settings
 
 # name shown to the user -> "module:attribute" of its click command (alphabetical)
 COMMANDS: dict[str, str] = {
@@ -82,10 +83,12 @@ class ChimeGroup(click.Group):
         return command
 
     def invoke(self, ctx: click.Context) -> Any:
+        ctx.meta["chime.help"] = any(arg in ("-h", "--help") for arg in ctx.args)
         try:
             return super().invoke(ctx)
         except ChimeError as exc:
-            click.echo(f"chime: {exc}", err=True)
+            for line in getattr(exc, "problems", None) or [str(exc)]:
+                click.echo(f"chime: {line}", err=True)
             sys.exit(exc.exit_code)
 
 
@@ -105,6 +108,10 @@ def main(ctx: click.Context, db: str | None, config: str | None, verbose: int) -
     if verbose < 2:  # APScheduler logs every job run at INFO
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     ctx.obj = _LazyApp(config, db)
+    # A bad config stops every command at once, one line per problem; help still works, and
+    # the doctor reports the config among its checks.
+    if ctx.invoked_subcommand not in (None, "doctor") and not ctx.meta.get("chime.help"):
+        ctx.obj.load()
 
 
 class _LazyApp:
@@ -112,14 +119,22 @@ class _LazyApp:
 
     def __init__(self, config: str | None, db: str | None) -> None:
         self.config, self.db = config, db
+        self._settings: Settings | None = None
         self._app: App | None = None
+
+    def load(self) -> Settings:
+        """The settings, loaded and validated once (ConfigError lists every problem)."""
+        if self._settings is None:
+            from daemon.config import load_settings
+
+            self._settings = load_settings(self.config, self.db)
+        return self._settings
 
     def get(self) -> App:
         if self._app is None:
             from daemon.app import App
-            from daemon.config import load_settings
 
-            self._app = App(load_settings(self.config, self.db))
+            self._app = App(self.load())
         return self._app
 
 

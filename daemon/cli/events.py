@@ -243,6 +243,8 @@ def status(as_json: bool) -> None:
                    f"{f'; hottest {hottest}' if hottest else ''}")
         for d in guard["decisions"][:3]:
             click.echo(f"  {d['at']}  {d['decision']}  {d['reason']}")
+        for note in guard["notes"]:
+            click.echo(f"  note: {note}")
         click.echo(f"model: {'usable' if data['model']['usable'] else data['model']['reason']}")
         fetched = data["weather"]["fetched_at"]
         click.echo(f"weather: {'fetched ' + fetched if fetched else 'no forecast cached'}")

@@ -121,12 +121,10 @@ def prompts(count: int, seed: int, tasks_file: Path | None) -> None:
     periods) and part of the day the context can produce, in the exact training format. Have
     a large model answer each in your character's voice: docs/character.md.
     """
-    from daemon.context.periods import parse_spans
     from daemon.generation import prompts as grid
 
     days = get_app(click.get_current_context()).settings.days
-    user_days = [span.name for span in parse_spans(days.periods, "periods")
-                 + parse_spans(days.personal, "personal")]
+    user_days = [span.name for span in days.periods + days.personal]
     tasks = grid.read_tasks(tasks_file) if tasks_file else grid.TASKS
     for prompt in grid.grid(count, seed, tasks, user_days):
         click.echo(json.dumps({"prompt": prompt}, ensure_ascii=False))
@@ -140,7 +138,7 @@ _DEFAULTS = HyperParameters()
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the adapter and training.json (new or empty).")
 @click.option("--name", help="The character's name (default: the --out directory's name).")
-@click.option("--base", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--base", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Base model directory (default: the pulled base in the models dir).")
 @click.option("--allow-bad", is_flag=True, help="Skip bad lines instead of refusing the file.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
@@ -159,13 +157,13 @@ _DEFAULTS = HyperParameters()
 @click.option("--eval", "eval_share", type=float, default=_DEFAULTS.eval_share,
               show_default=True, help="Share of the examples held out for the eval loss.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
-              help="Split, data order and dropout.")
+              help="Split, LoRA init, data order and dropout.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "int8", "bf16", "fp32"]),
               default="auto", show_default=True,
               help="auto: int8 on CUDA with bitsandbytes, else bf16 there; fp32 on the CPU "
-                   "(bf16 when RAM is short).")
+                   "(bf16 when RAM is short; int8 also runs there, with bitsandbytes).")
 @click.option("--checks", type=int, default=50, show_default=True,
               help="Held-out prompts written before and after training for the pass rate.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
@@ -209,11 +207,11 @@ def train(data: Path, out: Path, name: str | None, base: Path | None, allow_bad:
          "repetition_penalty": m.repetition_penalty, "max_new_tokens": m.max_new_tokens},
         device, precision, max(checks, 0), progress=not no_progress)
     record = trainer.run(job, state, lambda line: click.echo(line, err=True))
-    rate = record["delivery_checks"]["pass_rate"]
-    loss = record["eval_loss"]
-    click.echo(f"wrote {out} ({record['name']}): eval loss {loss['before']} → {loss['after']}, "
-               f"delivery checks passed {rate['before']} → {rate['after']} on "
-               f"{record['delivery_checks']['prompts']} held-out prompts")
+    judged, loss = record["delivery_checks"], record["eval_loss"]
+    click.echo(f"wrote {out} ({record['name']}): eval loss {loss['before']} → {loss['after']}"
+               + (f", delivery checks passed {_share(judged['pass_rate']['before'])} → "
+                  f"{_share(judged['pass_rate']['after'])} of {judged['prompts']} held-out "
+                  "prompts" if judged["prompts"] else ""))
     click.echo(f"install it: set [model] adapter = \"{out.resolve()}\", then "
                "`chime model pull --only adapter` and `chime model build`")
 
@@ -242,7 +240,7 @@ def _hyper(ctx: click.Context, options: dict[str, Any],
 
 
 def describe(settings: Any) -> dict[str, Any]:
-    """What ``chime model info`` (and ``chime doctor``) report about the model."""
+    """What ``chime model info`` reports about the model: its parts, artifact, character."""
     from daemon.generation import supervisor
     from daemon.generation.files import dir_size
 
@@ -260,7 +258,8 @@ def describe(settings: Any) -> dict[str, Any]:
             "enabled": settings.model.enabled, "parts": parts,
             "artifact": {k: v for k, v in meta.items() if k not in ("base", "adapter")},
             "memory_need_mb": supervisor.memory_need_mb(settings), "usable": why is None,
-            "why_not": why, "character": character(files.adapter, source_of(files.adapter))}
+            "why_not": why, "character": character(files.adapter, source_of(files.adapter),
+                                                   files.artifact if meta.get("merged") else None)}
 
 
 def source_of(folder: Path) -> str | None:
@@ -272,30 +271,46 @@ def source_of(folder: Path) -> str | None:
     return f"{record.get('source')}@{record.get('revision')}"
 
 
-def character(adapter: Path, source: str | None) -> dict[str, Any] | None:
-    """Which character the pulled adapter is: its name and checks when chime trained it."""
+def character(adapter: Path, source: str | None,
+              merged_into: Path | None = None) -> dict[str, Any] | None:
+    """Which character the pulled adapter is (its name and checks when chime trained it), and
+    whether the merged int8 artifact predates it (then ``chime model build`` is due)."""
     if not (adapter / "adapter_config.json").is_file():
         return None
     try:
+        stale = merged_into is not None and (adapter / "source.json").stat().st_mtime > (
+            merged_into / "chime.json").stat().st_mtime
+    except OSError:
+        stale = False
+    info: dict[str, Any] = {"name": None, "source": source, "trained_by_chime": False,
+                            "artifact_outdated": stale}
+    try:
         record = json.loads((adapter / TRAINING_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"name": None, "source": source, "trained_by_chime": False}
+        return info
     checks = record.get("delivery_checks", {})
-    return {"name": record.get("name"), "source": source, "trained_by_chime": True,
-            "finished_at": record.get("finished_at"),
-            "eval_loss": record.get("eval_loss"), "pass_rate": checks.get("pass_rate")}
+    return {**info, "name": record.get("name"), "trained_by_chime": True,
+            "finished_at": record.get("finished_at"), "eval_loss": record.get("eval_loss"),
+            "pass_rate": checks.get("pass_rate")}
+
+
+def _share(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate:.0%}"
 
 
 def _character_line(info: dict[str, Any] | None) -> str:
     if info is None:
         return "none (no adapter pulled)"
-    if not info["trained_by_chime"]:
-        return f"from {info['source']}"
-    rate = info.get("pass_rate") or {}
-    line = f"{info['name']} (trained {info.get('finished_at')}"
-    if rate.get("after") is not None:
-        line += f", delivery checks {rate.get('before'):.0%} → {rate['after']:.0%}"
-    return line + ")"
+    line = f"from {info['source']}"
+    if info["trained_by_chime"]:
+        rate = info.get("pass_rate") or {}
+        line = f"{info['name']} (trained {info.get('finished_at')}"
+        if rate.get("after") is not None:
+            line += f", delivery checks {_share(rate.get('before'))} → {_share(rate['after'])}"
+        line += ")"
+    if info["artifact_outdated"]:
+        line += " — the int8 artifact was built before it: run `chime model build`"
+    return line
 
 
 def _mb(size: int | float) -> str:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from daemon.context.periods import Span, find
+from daemon.config_values import Span, find
 from daemon.context.prompt import sanitize_task
 
 log = logging.getLogger("daemon.context.days")
@@ -37,6 +37,7 @@ log = logging.getLogger("daemon.context.days")
 MAKEUP_WORD = "调休"
 WEEKEND_WORD = "双休日"
 WORKDAY_WORD = "工作日"
+SATURDAY_SUNDAY = frozenset({5, 6})
 EVE_WORD = "除夕"
 MAX_FEED_NAME = 20
 MAX_FEED_EVENTS = 5000  # a holiday feed holds a few hundred; more would be slow to parse
@@ -84,17 +85,12 @@ class _Year:
     missing: bool = False  # the package has no data for this year at all
 
 
-def country_problem(code: str) -> str | None:
-    """Why ``CC`` or ``CC-SUB`` is not usable with the holidays package, or None."""
-    import holidays
-
-    country, _, subdiv = code.partition("-")
-    supported = holidays.list_supported_countries()
-    if country not in supported:
-        return f"{country!r} is not a country the holidays package knows"
-    if subdiv and subdiv not in supported[country]:
-        return f"{subdiv!r} is not a subdivision of {country}"
-    return None
+def weekday_day(day: date, weekend: frozenset[int] = SATURDAY_SUNDAY,
+                note: str | None = None) -> Day:
+    """双休日 or 工作日 by the weekday alone (``weekend``: the country's weekend days)."""
+    if day.weekday() in weekend:
+        return Day(WEEKEND_WORD, "weekend", note)
+    return Day(WORKDAY_WORD, "workday", note)
 
 
 def lunar_festival(day: date) -> str | None:
@@ -150,9 +146,7 @@ class DayCalendar:
         span = find(self.periods, day)
         if span is not None:
             return Day(span.name, "period", note)
-        if day.weekday() in self._weekend(day.year):
-            return Day(WEEKEND_WORD, "weekend", note)
-        return Day(WORKDAY_WORD, "workday", note)
+        return weekday_day(day, self._weekend(day.year), note)
 
     def statutory(self, day: date, feed: Mapping[date, Day]) -> tuple[Day | None, str | None]:
         """The statutory day (holiday or make-up workday) and a note when 调休 is unknown."""
@@ -230,7 +224,7 @@ class DayCalendar:
 
     def _weekend(self, year: int) -> frozenset[int]:
         if self.country == "CN":
-            return frozenset({5, 6})
+            return SATURDAY_SUNDAY
         return self._year(year).weekend
 
     def _warn_makeup_unknown(self, year: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from daemon.config_values import PROMPT_SEPARATORS
 from daemon.context import Context
 
 PROMPT_FORMAT = "human:天气:{weather},日期:{day},时间:{part},提示我去做:{task}assistant:"
@@ -15,7 +16,7 @@ END_MARKER = "end"
 MAX_TASK_CHARS = 60
 
 _MARKERS = re.compile(r"human\s*[:：]|assistant\s*[:：]|提示我去做\s*[:：]", re.IGNORECASE)
-_SEPARATORS = re.compile(r"[,:，：\r\n\t\x00-\x1f\x7f]+")
+_SEPARATORS = PROMPT_SEPARATORS
 _CLOCK = re.compile(r"(?<!\d)(\d{1,2})\s*[:：]\s*(\d{2})(?!\d)")
 # The format as a pattern: a training line is this prompt, then the answer (see parse_prompt).
 _FIELDS = {"weather": r"(?P<weather>[^,]*)", "part": r"(?P<part>[^,]*)",

@@ -24,9 +24,8 @@ import requests
 from daemon.clock import Clock
 from daemon.config import Settings
 from daemon.context import Context
-from daemon.context.daypart import parse_boundaries, part_of_day
-from daemon.context.days import Day, DayCalendar, validate_feed
-from daemon.context.periods import parse_spans
+from daemon.context.daypart import part_of_day
+from daemon.context.days import Day, DayCalendar, validate_feed, weekday_day
 from daemon.context.weather import (
     UNKNOWN_WEATHER,
     OpenMeteo,
@@ -41,8 +40,6 @@ from daemon.store.db import Database
 
 log = logging.getLogger("daemon.context")
 
-__all__ = ["UNKNOWN_WEATHER", "ContextProvider", "LocalContext"]
-
 
 class ContextProvider:
     """The full context source over the database's forecast and feed caches."""
@@ -53,13 +50,13 @@ class ContextProvider:
         self.settings = settings
         self.db = db
         self.clock = clock
-        self.bounds = parse_boundaries(settings.days.parts_of_day)
+        self.bounds = settings.days.parts_of_day
         days = settings.days
         self.calendar = DayCalendar(
             days.country,
             days.festivals,
-            periods=parse_spans(days.periods, "periods"),
-            personal=parse_spans(days.personal, "personal"),
+            periods=days.periods,
+            personal=days.personal,
         )
         w = settings.weather
         self.policy = FetchPolicy(connect_timeout=w.connect_timeout, read_timeout=w.read_timeout,
@@ -142,9 +139,7 @@ class ContextProvider:
             return self.calendar.day_for(day, self._feed_days())
         except Exception as exc:
             log.exception("deciding the kind of day failed")
-            weekend = day.weekday() >= 5
-            note = f"day: calendar failed ({type(exc).__name__})"
-            return Day("双休日", "weekend", note) if weekend else Day("工作日", "workday", note)
+            return weekday_day(day, note=f"day: calendar failed ({type(exc).__name__})")
 
     def _feed_days(self) -> dict[date, Day]:
         return self.feed.days() if self.feed else {}
@@ -155,16 +150,16 @@ class LocalContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.bounds = parse_boundaries(settings.days.parts_of_day)
+        self.bounds = settings.days.parts_of_day
 
     def context_for(self, at: datetime) -> Context:
-        weekend = at.weekday() >= 5
+        day = weekday_day(at.date())
         return Context(
             at=at,
             weather=UNKNOWN_WEATHER,
             weather_source="unknown",
-            day="双休日" if weekend else "工作日",
-            day_kind="weekend" if weekend else "workday",
+            day=day.word,
+            day_kind=day.kind,
             part_of_day=part_of_day(at, self.bounds),
             notes=("weather: unknown (local facts only)",),
         )

@@ -8,13 +8,20 @@ out, text rejected); ``WithFallback`` turns each failure into the template text 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from daemon.context import Context
 
 log = logging.getLogger("daemon.generation")
+
+
+def seed_for(event_id: int | None, instant: datetime) -> int:
+    """A stable seed per occurrence, so its text can be reproduced."""
+    return zlib.crc32(f"{event_id}:{instant.astimezone(timezone.utc).isoformat()}".encode())
 
 
 @dataclass(frozen=True)

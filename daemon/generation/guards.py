@@ -100,15 +100,24 @@ class Sensor(Protocol):
 
 
 class _Once:
-    """Logs each distinct problem once, so a sensor read every second does not flood the log."""
+    """Says each distinct problem once, so a sensor read every second does not flood the log.
 
-    def __init__(self) -> None:
+    With ``notes`` (``describe``: ``chime status`` and ``chime doctor``) the problems are
+    collected there for the command to show, instead of logged.
+    """
+
+    def __init__(self, notes: list[str] | None = None) -> None:
         self.seen: set[str] = set()
+        self.notes = notes
 
     def __call__(self, key: str, msg: str, *args: Any, level: int = logging.WARNING) -> None:
-        if key not in self.seen:
-            self.seen.add(key)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if self.notes is None:
             log.log(level, msg, *args)
+        elif level >= logging.WARNING:
+            self.notes.append(msg % args)
 
 
 def _ignored(name: str, patterns: Iterable[str]) -> bool:
@@ -129,10 +138,11 @@ class SysfsSensor:
 
     name = "sysfs"
 
-    def __init__(self, root: str | Path = "/sys", ignore: Iterable[str] = ()) -> None:
+    def __init__(self, root: str | Path = "/sys", ignore: Iterable[str] = (),
+                 notes: list[str] | None = None) -> None:
         self.root = Path(root)
         self.ignore = tuple(ignore)
-        self._once = _Once()
+        self._once = _Once(notes)
         self._trip: float | None = None
         self._trip_read = False
 
@@ -234,7 +244,7 @@ class JtopSensor:
     def __init__(self, client: Any, fallback: SysfsSensor) -> None:
         self.client = client
         self.fallback = fallback
-        self._once = _Once()
+        self._once = _Once(fallback._once.notes)
 
     @classmethod
     def connect(cls, fallback: SysfsSensor, interval: float = 1.0) -> JtopSensor:
@@ -282,9 +292,10 @@ class JtopSensor:
         self.client.close()
 
 
-def make_sensor(settings: GuardSettings) -> Sensor:
-    """jtop when enabled and its service answers, else sysfs + psutil (saying why, once)."""
-    sysfs = SysfsSensor(settings.sysfs_root, settings.ignore_zones)
+def make_sensor(settings: GuardSettings, notes: list[str] | None = None) -> Sensor:
+    """jtop when enabled and its service answers, else sysfs + psutil (saying why, once:
+    logged, or appended to ``notes`` when given)."""
+    sysfs = SysfsSensor(settings.sysfs_root, settings.ignore_zones, notes)
     if not settings.use_jtop:
         return sysfs
     try:
@@ -295,10 +306,10 @@ def make_sensor(settings: GuardSettings) -> Sensor:
     try:
         return JtopSensor.connect(sysfs, settings.check_every.total_seconds())
     except JtopException as exc:
-        log.warning("jtop is not available: %s — reading sysfs and psutil instead "
+        sysfs._once("jtop", "jtop is not available: %s — reading sysfs and psutil instead "
                     "(or set [guards] use_jtop = false)", " ".join(str(exc).split()))
     except Exception as exc:  # a broken socket or service must not stop the daemon
-        log.warning("jtop failed to start (%s: %s); reading sysfs and psutil instead",
+        sysfs._once("jtop", "jtop failed to start (%s: %s); reading sysfs and psutil instead",
                     type(exc).__name__, exc)
     return sysfs
 
@@ -459,9 +470,11 @@ def _parse(raw: str | None) -> list[dict[str, Any]]:
 
 def describe(settings: GuardSettings, *, need_mb: int | None = None, db: Database | None = None,
              sensor: Sensor | None = None) -> dict[str, Any]:
-    """Current readings, limits, whether a worker would start now, and the last decisions."""
+    """Current readings, limits, whether a worker would start now, the last decisions, and
+    ``notes``: what the machine lacks (no jtop, no thermal zones), for the command to show."""
     own = sensor is None
-    guard = Guard(settings, need_mb, sensor=sensor)
+    notes: list[str] = []
+    guard = Guard(settings, need_mb, sensor=sensor or make_sensor(settings, notes))
     try:
         now = guard.peek()
     finally:
@@ -473,4 +486,5 @@ def describe(settings: GuardSettings, *, need_mb: int | None = None, db: Databas
         "limits": asdict(guard.limits),
         "now": {"ok": now.ok, "reason": now.reason},
         "decisions": DecisionLog(db).recent() if db is not None else [],
+        "notes": notes,
     }

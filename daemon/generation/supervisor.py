@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import daemon
 from daemon.config import Settings
@@ -32,7 +32,10 @@ from daemon.errors import GenerationError
 from daemon.generation import validate
 from daemon.generation.base import Draft, Request
 from daemon.generation.files import ModelFiles
-from daemon.generation.guards import WorkerGuard
+from daemon.generation.guards import DecisionLog, Guard, WorkerGuard
+
+if TYPE_CHECKING:
+    from daemon.store.db import Database
 
 DELIVERY_MARGIN_S = 1.0  # a batch ends this long before its earliest reminder is due
 log = logging.getLogger("daemon.generation.supervisor")
@@ -58,6 +61,13 @@ def memory_need_mb(settings: Settings) -> int | None:
         return None
     need = files.artifact_meta().get("memory_need_mb")
     return int(need) if isinstance(need, (int, float)) else None
+
+
+def guard_for(settings: Settings, db: Database | None = None) -> Guard:
+    """The guard around the worker, built here only: the [guards] limits and the measured
+    memory need; with ``db`` every decision it makes is recorded there."""
+    record = DecisionLog(db, settings.guards.keep_decisions).record if db is not None else None
+    return Guard(settings.guards, memory_need_mb(settings), record=record)
 
 
 def second_seed(seed: int) -> int:

@@ -8,7 +8,8 @@ continues with ``--resume`` exactly where it stopped: same batches, same dropout
 
 Where it runs: CUDA with bitsandbytes → the base in int8 (``prepare_model_for_kbit_training``),
 as the shipped character was trained; CUDA without it → bf16; the CPU → fp32, or bf16 when
-fp32 would not fit in the available RAM. Before and after training, texts are generated for
+fp32 would not fit in the available RAM (``--precision int8`` runs on the CPU too, with
+bitsandbytes ≥ 0.45: the tests use it there). Before and after training, texts are generated for
 up to ``checks`` held-out prompts with the worker's own sampling code and judged by the
 delivery checks (``validate``): the pass rates go into ``training.json``.
 
@@ -22,13 +23,14 @@ import logging
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.context.prompt import END_MARKER
-from daemon.errors import ChimeError, InputError
+from daemon.errors import ChimeError, GenerationError, InputError
 from daemon.generation import checkpoint, validate
 from daemon.generation.checkpoint import CHECKPOINT, FORMAT, CtrlC
 from daemon.generation.files import weight_files, write_json
@@ -134,49 +136,65 @@ def choose(device: str, precision: str, parameters: int) -> tuple[str, str, str]
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available to torch")
-    if precision == "int8" and device != "cuda":
-        raise InputError("--precision int8 needs a CUDA GPU (bitsandbytes)")
+    problem = _bitsandbytes_problem() if precision == "int8" or (
+        device == "cuda" and precision == "auto") else None
+    if precision == "int8" and problem:
+        raise InputError(f"--precision int8 needs bitsandbytes ({problem}): "
+                         "pip install 'chime-reminder[cuda]'")
     if precision != "auto":
         return device, precision, f"--precision {precision}"
     if device == "cuda":
-        try:
-            import bitsandbytes  # noqa: F401
-        except Exception as exc:  # bnb fails in odd ways on unsupported GPUs
-            return device, "bf16", f"CUDA without a usable bitsandbytes ({type(exc).__name__})"
+        if problem:
+            return device, "bf16", f"CUDA without a usable bitsandbytes ({problem})"
         return device, "int8", "CUDA with bitsandbytes: the base in int8, as the seed was trained"
     import psutil
 
     free = psutil.virtual_memory().available
-    need = parameters * 4 * 1.3  # fp32 weights + activations and optimizer of the LoRA
+    need = parameters * 4 * 1.5  # fp32 weights; loading peaks at 1.5× (docs/benchmarks.md)
     if need > free:
         return device, "bf16", (f"CPU: fp32 needs about {need / 1e9:.1f} GB, "
                                 f"{free / 1e9:.1f} GB available")
     return device, "fp32", "CPU with RAM for fp32"
 
 
+def _bitsandbytes_problem() -> str | None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # bnb fails in odd ways on unsupported GPUs
+        return type(exc).__name__
+    return None
+
+
 # ---- the model ------------------------------------------------------------------------------
 
 
 def _load(job: Job, device: str, precision: str) -> tuple[Any, Any]:
-    """(PEFT model ready to train, tokenizer)."""
+    """(PEFT model ready to train, tokenizer); GenerationError when the base cannot load."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(job.base)
     model: Any
-    if precision == "int8":
-        from transformers import BitsAndBytesConfig
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(job.base)
+        if precision == "int8":
+            from transformers import BitsAndBytesConfig
 
-        model = AutoModelForCausalLM.from_pretrained(
-            job.base, dtype=torch.float16, device_map={"": device},
-            quantization_config=BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0))
-        model = prepare_model_for_kbit_training(
-            model, gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(job.base, dtype=dtype)
-        model.to(device)
+            warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")  # per matmul on a CPU
+
+            model = AutoModelForCausalLM.from_pretrained(
+                job.base, dtype=torch.float16, device_map={"": device},
+                quantization_config=BitsAndBytesConfig(load_in_8bit=True,
+                                                       llm_int8_threshold=6.0))
+            model = prepare_model_for_kbit_training(
+                model, gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(job.base, dtype=dtype)
+            model.to(device)
+    except Exception as exc:  # missing or corrupt files, an unknown architecture
+        raise GenerationError(f"cannot load the base {job.base}: {exc}".splitlines()[0]) \
+            from exc
     h = job.hyper
     config = LoraConfig(r=h.rank, lora_alpha=h.alpha, lora_dropout=h.dropout,
                         target_modules=list(h.target_modules), bias="none",
@@ -283,13 +301,16 @@ def run(job: Job, state: dict[str, Any] | None, echo: Echo) -> dict[str, Any]:
     started = time.monotonic()
     h = job.hyper
     parameters = parameter_count(job.base)
+    if not parameters:
+        raise GenerationError(f"{job.base} has no *.safetensors weights: is it a model directory?")
     device, precision, why = (state["device"], state["precision"], "as in the checkpoint") \
         if state else choose(job.device, job.precision, parameters)
     echo(f"training {job.name!r} on {len(job.train)} examples ({len(job.held_out)} held out), "
          f"base {parameters / 1e6:.3g} M parameters, {device} {precision} ({why})")
     if device == "cpu" and parameters > SLOW_CPU_PARAMETERS:
-        echo("a base this size is slow to train on a CPU (hours; a CUDA GPU takes minutes): "
-             "the time per step follows once measured")
+        echo("a base this size is slow to train on a CPU (hours; a CUDA GPU takes minutes), "
+             f"and writing the {min(job.checks, len(job.held_out))} check texts before and "
+             "after takes minutes too (--checks): the time per step follows once measured")
     torch.manual_seed(h.seed)  # the LoRA's initial weights
     model, tokenizer = _load(job, device, precision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
@@ -321,6 +342,7 @@ def run(job: Job, state: dict[str, Any] | None, echo: Echo) -> dict[str, Any]:
     else:
         checkpoint.restore(job.out, model, optimizer, scheduler)
         state["resumed_at"].append(state["step"])
+        state["name"] = job.name
         echo(f"resuming at step {state['step']} of {total}")
     job.out.mkdir(parents=True, exist_ok=True)
     model.train()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from daemon.config_values import OUTPUTS, unknown_outputs
 from daemon.errors import ChimeError, ConfigError
 
 if TYPE_CHECKING:
@@ -58,14 +59,8 @@ class Output(Protocol):
         ...
 
 
-# name → "module:factory"; a factory is called as factory(settings, actions) → Output
-REGISTRY: dict[str, str] = {
-    "console": "daemon.outputs.console:ConsoleOutput",
-    "desktop": "daemon.outputs.desktop:DesktopOutput",
-    "speaker": "daemon.outputs.speaker:SpeakerOutput",
-    "webhook": "daemon.outputs.webhook:WebhookOutput",
-    "ntfy": "daemon.outputs.ntfy:NtfyOutput",
-}
+# name → "module:factory"; kept beside the config, which checks ``[daemon] outputs`` against it
+REGISTRY = OUTPUTS
 
 
 def available() -> list[str]:
@@ -74,11 +69,9 @@ def available() -> list[str]:
 
 def check_names(names: list[str], error: type[ChimeError] = ConfigError) -> None:
     """Raise ``error`` naming every unknown output."""
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise error(
-            f"unknown output {', '.join(map(repr, unknown))} (known: {', '.join(available())})"
-        )
+    problem = unknown_outputs(names)
+    if problem:
+        raise error(problem)
 
 
 def create(name: str, settings: Settings, actions: Actions | None = None) -> Output:

@@ -26,7 +26,8 @@ from jeepney.io.common import RouterClosed
 from jeepney.io.threading import DBusRouter, Proxy, open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
-from daemon.errors import ConfigError, OutputError
+from daemon.config_checks import require
+from daemon.errors import OutputError
 from daemon.outputs.base import Actions, Reminder
 
 if TYPE_CHECKING:
@@ -52,14 +53,8 @@ class DesktopOutput:
     name = "desktop"
 
     def __init__(self, settings: Settings, actions: Actions | None = None) -> None:
+        require(settings, "desktop")
         conf = settings.desktop
-        if conf.urgency not in URGENCY:
-            raise ConfigError("[desktop] urgency: must be low, normal or critical")
-        if conf.expire_ms < -1:
-            raise ConfigError("[desktop] expire_ms: must be -1 (server default), 0 (never) "
-                              "or a number of milliseconds")
-        if conf.timeout.total_seconds() <= 0:
-            raise ConfigError("[desktop] timeout: must be positive")
         self.conf = conf
         self.actions = actions
         self._lock = threading.Lock()

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import requests
-
-from daemon.errors import ChimeError, ConfigError, FetchError, OutputError
-from daemon.http import FetchPolicy, request
+from daemon.config_checks import require
+from daemon.errors import ChimeError, FetchError, OutputError
+from daemon.http import FetchPolicy, new_session, request
 from daemon.outputs.base import Actions, Reminder
 from daemon.priority import parse_priority, raised
 from daemon.timeparse import format_duration
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("daemon.outputs.ntfy")
 
-TOPIC = re.compile(r"[-_A-Za-z0-9]{1,64}")  # what ntfy accepts as a topic name
 DONE_LABEL, SNOOZE_LABEL = "完成", "稍后提醒"
 
 
@@ -48,29 +45,20 @@ class NtfyOutput:
     name = "ntfy"
 
     def __init__(self, settings: Settings, actions: Actions | None = None) -> None:
+        require(settings, "ntfy")
         conf = settings.ntfy
-        parts = urlsplit(conf.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"[ntfy] url: expected an http:// or https:// URL, got {conf.url!r}")
-        if not conf.topic:
-            raise ConfigError("[ntfy] topic: not set (pick a name that is hard to guess: "
-                              "anyone who knows it can read your reminders on ntfy.sh)")
-        if not TOPIC.fullmatch(conf.topic):
-            raise ConfigError(f"[ntfy] topic: {conf.topic!r} is not a valid topic (letters, "
-                              f"digits, - and _, at most 64)")
         self.settings = settings
         self.url = conf.url.rstrip("/") + "/"
         self.topic, self.tags = conf.topic, list(conf.tags)
         self.priority = parse_priority(conf.priority)
-        self.host = parts.hostname
+        self.host = urlsplit(conf.url).hostname
         self.headers = {"Content-Type": "application/json; charset=utf-8"}
         if conf.token:
             self.headers["Authorization"] = f"Bearer {conf.token}"
-        self.auth = (conf.user, conf.password) if conf.user else None
         self.policy = FetchPolicy(connect_timeout=conf.timeout, read_timeout=conf.timeout,
                                   retries=0, total_timeout=conf.timeout, max_bytes=65536)
-        self.session = requests.Session()
-        self.session.auth = self.auth
+        self.session = new_session()
+        self.session.auth = (conf.user, conf.password) if conf.user else None
 
     def send(self, reminder: Reminder) -> str:
         body = self.publication(reminder)

@@ -17,7 +17,6 @@ import array
 import importlib.util
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon.clock import Clock, SystemClock
-from daemon.errors import ConfigError, OutputError
+from daemon.config_checks import require
+from daemon.config_values import format_hours
+from daemon.errors import OutputError
 from daemon.outputs.base import Actions, Reminder
 
 if TYPE_CHECKING:
@@ -37,30 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("daemon.outputs.speaker")
 
-ENGINES = ("espeak-ng", "piper")
-PLAYERS = ("aplay", "paplay", "pw-play")
 PACKAGES = {"espeak-ng": "espeak-ng", "aplay": "alsa-utils", "paplay": "pulseaudio-utils",
             "pw-play": "pipewire-bin"}
-_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
-
-
-def parse_quiet_hours(text: str) -> tuple[time, time] | None:
-    """``"22:00-07:00"`` → (22:00, 07:00); ``""`` → None; anything else → ConfigError."""
-    if not text.strip():
-        return None
-    match = _HOURS.match(text)
-    bad = ConfigError(f"[speaker] quiet_hours: expected 'HH:MM-HH:MM' like '22:00-07:00', "
-                      f"got {text!r}")
-    if not match:
-        raise bad
-    h1, m1, h2, m2 = map(int, match.groups())
-    try:
-        start, end = time(h1, m1), time(h2, m2)
-    except ValueError:
-        raise bad from None
-    if start == end:
-        raise ConfigError("[speaker] quiet_hours: start and end are the same time")
-    return start, end
 
 
 def is_quiet(hours: tuple[time, time] | None, local: datetime) -> bool:
@@ -79,21 +58,9 @@ class SpeakerOutput:
 
     def __init__(self, settings: Settings, actions: Actions | None = None,
                  clock: Clock | None = None) -> None:
+        require(settings, "speaker")
         conf = settings.speaker
-        if conf.engine not in ENGINES:
-            raise ConfigError(f"[speaker] engine: must be one of {', '.join(ENGINES)}")
-        if Path(conf.player).name not in PLAYERS:
-            raise ConfigError(f"[speaker] player: must be one of {', '.join(PLAYERS)} "
-                              f"(or a path to one of them)")
-        if not 0 <= conf.volume <= 200:
-            raise ConfigError("[speaker] volume: must be between 0 and 200")
-        if not 80 <= conf.speed <= 450:
-            raise ConfigError("[speaker] speed: must be between 80 and 450 words per minute")
-        if conf.timeout.total_seconds() <= 0:
-            raise ConfigError("[speaker] timeout: must be positive")
-        if conf.engine == "piper" and not conf.piper_model:
-            raise ConfigError("[speaker] piper_model: the piper engine needs a voice model file")
-        self.quiet_hours = parse_quiet_hours(conf.quiet_hours)
+        self.quiet_hours = conf.quiet_hours
         self.conf = conf
         self.tz = settings.tz
         self.clock: Clock = clock or SystemClock()
@@ -102,8 +69,8 @@ class SpeakerOutput:
 
     def send(self, reminder: Reminder) -> str:
         local = self.clock.now().astimezone(self.tz)
-        if is_quiet(self.quiet_hours, local):
-            return f"skipped: quiet hours ({self.conf.quiet_hours.strip()})"
+        if self.quiet_hours and is_quiet(self.quiet_hours, local):
+            return f"skipped: quiet hours ({format_hours(self.quiet_hours)})"
         text = " ".join((reminder.message or reminder.task).split())
         with self._lock, tempfile.TemporaryDirectory(prefix="chime-speaker-") as folder:
             speech = Path(folder) / "speech.wav"

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from daemon.errors import ConfigError, FetchError, OutputError
+from daemon.config_checks import require
+from daemon.errors import FetchError, OutputError
 from daemon.http import FetchPolicy, new_session, request
 from daemon.outputs.base import Actions, Reminder
 
@@ -44,18 +44,8 @@ class WebhookOutput:
     name = "webhook"
 
     def __init__(self, settings: Settings, actions: Actions | None = None) -> None:
+        require(settings, "webhook")
         conf = settings.webhook
-        if not conf.url:
-            raise ConfigError("[webhook] url: not set (e.g. 'http://192.168.1.5:8080/chime')")
-        parts = urlsplit(conf.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"[webhook] url: expected an http:// or https:// URL, "
-                              f"got {conf.url!r}")
-        if conf.timeout <= 0:
-            raise ConfigError("[webhook] timeout: must be a positive number of seconds")
-        for key, value in conf.headers.items():
-            if not key or any(c in key + value for c in "\r\n") or ":" in key:
-                raise ConfigError(f"[webhook] headers: invalid header {key!r}")
         self.url, self.headers = conf.url, dict(conf.headers)
         self.topic = conf.topic
         self.policy = FetchPolicy(connect_timeout=conf.timeout, read_timeout=conf.timeout,

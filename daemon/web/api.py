@@ -22,7 +22,7 @@ from daemon.app import App
 from daemon.calendars.apply import decode
 from daemon.errors import InputError, NotFoundError
 from daemon.timeparse import format_duration, parse_duration
-from daemon.web.server import read_json
+from daemon.web.checks import check_origin, read_json
 
 log = logging.getLogger("daemon.web")
 T = TypeVar("T")
@@ -106,11 +106,6 @@ def via(request: Request) -> str:
     if value not in VIAS:
         raise InputError(f"via must be one of {', '.join(VIAS)}, not {value[:20]!r}")
     return value
-
-
-def resolve(app: App, at: str, every: str | None = None, tz: str | None = None) -> dict[str, Any]:
-    """What a reminder with these phrases would be: the start and its first time from now."""
-    return reminders.resolve(app, at, every, tz)
 
 
 # --- reminders -------------------------------------------------------------------------------
@@ -208,8 +203,8 @@ async def preview(request: Request) -> Response:
 
 async def resolve_time(request: Request) -> Response:
     q = fields(dict(request.query_params), {"at": "str", "every": "str?", "tz": "str?"}, ("at",))
-    return JSONResponse(await call(resolve, the_app(request), q["at"], q.get("every") or None,
-                                   q.get("tz") or None))
+    return JSONResponse(await call(reminders.resolve, the_app(request), q["at"],
+                                   q.get("every") or None, q.get("tz") or None))
 
 
 async def status(request: Request) -> Response:
@@ -238,8 +233,6 @@ async def read_calendar(request: Request, check: Callable[[Any], None] | None = 
 
 
 async def import_calendar(request: Request) -> Response:
-    from daemon.web.server import check_origin
-
     check_origin(request)
     text = await read_calendar(request)
     outcome = await call(calendars.import_text, the_app(request), text)

@@ -26,23 +26,18 @@ from daemon.web.api import (
     checked_string,
     ident,
     read_calendar,
-    resolve,
     snooze_for,
     the_app,
 )
-from daemon.web.server import (
-    HERE,
-    SESSION_COOKIE,
-    check_csrf,
-    csrf_token,
-    token_matches,
-)
+from daemon.web.checks import HERE, SESSION_COOKIE, check_csrf, csrf_token
+from daemon.web.token import token_matches
 from daemon.web.words import PRESETS, Words, pick_language, preset_of
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 RECENT = timedelta(hours=24)  # deliveries that still get done/snooze buttons
 PAGE = 50  # reminders on the first page
+ACTIONABLE = ("delivered", "late", "unacknowledged")  # statuses that get done/snooze buttons
 PRIORITIES = tuple(PRIORITY_LABELS.values())
 
 
@@ -176,11 +171,13 @@ async def edit(request: Request) -> Response:
     event_id = ident(request)
     if request.method == "GET":
         view = await call(reminders.show, the_app(request), event_id)
+        default_zone = the_app(request).settings.daemon.timezone
         start = datetime.fromisoformat(view["start"])
-        rule = view["day_filter"] or view["rule"]  # "workdays" goes in the rule field as is
+        preset = preset_of(view["rule"], view["day_filter"])
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
-                         every=preset_of(rule), rule=rule if preset_of(rule) == "custom" else "",
-                         lead=view["lead"] or "", tz=view["timezone"],
+                         every=preset, rule=view["rule"] if preset == "custom" else "",
+                         lead=view["lead"] or "",
+                         tz="" if view["timezone"] == default_zone else view["timezone"],
                          outputs=view["outputs"] or [], nag=view["nag"] or "",
                          priority=view["priority"] or "")
     form = await checked_form(request)
@@ -204,7 +201,7 @@ async def resolved(request: Request) -> Response:
     every = q.get("rule", "") if preset == "custom" else (preset if preset in PRESETS else None)
     app = the_app(request)
     try:
-        found = await call(resolve, app, checked_string("at", at), every or None,
+        found = await call(reminders.resolve, app, checked_string("at", at), every or None,
                            q.get("tz") or None)
     except InputError as exc:
         return render(request, "_resolved.html", error=str(exc))
@@ -233,7 +230,7 @@ async def log_page(request: Request) -> Response:
     for row in rows:
         at = datetime.fromisoformat(row["scheduled_at"])
         row["when"] = f"{w.day(at, now)} {at:%H:%M}"
-        row["actionable"] = (row["status"] in ("delivered", "late")
+        row["actionable"] = (row["status"] in ACTIONABLE
                              and not row["acknowledged_at"] and now - at < RECENT)
         acked = row["acknowledged_at"]
         row["acked_words"] = w.relative(datetime.fromisoformat(acked), now) if acked else None

@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
-import secrets
 import time
 from collections import deque
 from http.cookies import SimpleCookie
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -31,14 +28,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.app import App
 from daemon.errors import ChimeError, InputError, NotFoundError
+from daemon.web.checks import CSRF_COOKIE, HERE, SESSION_COOKIE
 from daemon.web.token import ensure_token, is_loopback, token_matches
 from daemon.web.upcoming import Upcoming
 
 log = logging.getLogger("daemon.web")
 
-HERE = Path(__file__).parent
-SESSION_COOKIE = "chime_session"
-CSRF_COOKIE = "chime_csrf"
 JSON_LIMIT = 64 * 1024
 UPLOAD_PATHS = ("/api/calendars/import", "/calendars/upload")
 OPEN_PATHS = ("/login", "/static/")  # reachable without the token
@@ -153,34 +148,6 @@ def _limited(receive: Receive, limit: int) -> Receive:
     return counting
 
 
-def csrf_token(request: Request) -> str:
-    """The double-submit CSRF value: the cookie's, or a fresh one the response will set."""
-    existing = request.cookies.get(CSRF_COOKIE, "")
-    if len(existing) >= 32:
-        return existing
-    state = request.scope.setdefault("state", {})
-    new: str = state.setdefault("new_csrf", secrets.token_urlsafe(32))
-    return new
-
-
-def check_csrf(request: Request, given: str | None) -> None:
-    """Refuse a state change whose form field or header does not echo the CSRF cookie."""
-    cookie = request.cookies.get(CSRF_COOKIE)
-    if not cookie or not token_matches(given or request.headers.get("x-csrf-token"), cookie):
-        raise HTTPException(403, "the form is stale or came from another site; reload the page")
-
-
-def check_origin(request: Request) -> None:
-    """API calls without a bearer token must not come from another site's page."""
-    if request.scope.get("state", {}).get("auth") == "bearer":
-        return
-    origin = request.headers.get("origin")
-    site = request.headers.get("sec-fetch-site", "")
-    if site in ("cross-site", "same-site") or (
-            origin and origin.split("://", 1)[-1] != request.headers.get("host")):
-        raise HTTPException(403, "cross-site requests need the token (Authorization: Bearer)")
-
-
 async def _on_error(request: Request, exc: Exception) -> Response:
     """ChimeError → 4xx (503 for store/config trouble); anything else → a 500 saying nothing."""
     if isinstance(exc, NotFoundError):
@@ -272,21 +239,6 @@ def create_app(app: App, *, listen: str | None = None) -> Starlette:
     web.add_middleware(Guards, token=token, listen=listen or settings.web.listen,
                        upload_limit=settings.web.max_upload_kb * 1024, failures=failures)
     return web
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``), else InputError."""
-    check_origin(request)
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InputError("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object")
-    return body
 
 
 def serve(app: App, listen: str, port: int) -> None:

@@ -5,9 +5,9 @@ unwritable database, an output you enabled that cannot work), a warning that it 
 (template text instead of the model, no weather word, no temperature guard). A check that
 crashes is reported as a warning, never as a traceback. The location is redacted.
 
-The command and the report live here; the checks in ``model.py`` (torch, GPU, int8, model files,
-memory) and ``system.py`` (Python, sensors, outputs (desktop, speaker, ntfy), database, daemon,
-weather, clock).
+The command lives here, the report and its parts in ``report.py``; the checks in ``model.py``
+(torch, GPU, int8, model files, memory) and ``system.py`` (Python, sensors, outputs (desktop,
+speaker, ntfy), database, daemon, weather, clock).
 """
 
 from __future__ import annotations
@@ -15,76 +15,16 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from daemon.cli import echo_json
+from daemon.cli.doctor.report import ERROR, OK, REDACTED, WARNING, Check, Doctor, Report
 from daemon.errors import ChimeError
 
 if TYPE_CHECKING:
     from daemon.config import Settings
-
-OK, WARNING, ERROR = "ok", "warning", "error"
-REDACTED = "**REDACTED**"
-MARKS = {OK: "✓", WARNING: "!", ERROR: "✗"}
-
-
-@dataclass
-class Check:
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Report:
-    checks: list[Check]
-    config: dict[str, Any]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status != ERROR for c in self.checks)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "config": self.config, "checks": [asdict(c) for c in self.checks]}
-
-    def as_text(self) -> str:
-        lines = []
-        for c in self.checks:
-            lines.append(f"{MARKS[c.status]} {c.name}: {c.detail}")
-            if c.fix and c.status != OK:
-                lines.append(f"    fix: {c.fix}")
-        errors = sum(c.status == ERROR for c in self.checks)
-        warnings = sum(c.status == WARNING for c in self.checks)
-        lines.append(f"{errors} error(s), {warnings} warning(s)")
-        return "\n".join(lines)
-
-
-@dataclass
-class Doctor:
-    settings: Settings | None
-    hashes: bool = False
-    torch_info: dict[str, Any] | None = None  # the probe's answer, once asked
-
-    def probe(self) -> dict[str, Any]:
-        """What a fresh interpreter finds of torch, CUDA and the int8 backends (cached)."""
-        if self.torch_info is None:
-            from daemon.cli.doctor.model import probe_torch
-
-            self.torch_info = probe_torch()
-        return self.torch_info
-
-    @property
-    def outputs(self) -> list[str]:
-        return self.settings.daemon.outputs if self.settings else []
-
-    def needed(self, output: str) -> str:
-        """ERROR for an output the config enables, WARNING otherwise."""
-        return ERROR if output in self.outputs else WARNING
 
 
 def run(config: str | None = None, db: str | None = None, hashes: bool = False) -> Report:

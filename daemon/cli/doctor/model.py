@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daemon.cli.doctor import OK, WARNING, Check, Doctor
+from daemon.cli.doctor.report import OK, WARNING, Check, Doctor
 from daemon.config import Settings
 from daemon.generation.files import sha256
 
@@ -64,6 +64,13 @@ print(json.dumps(info))
 """
 
 
+def probe(doc: Doctor) -> dict[str, Any]:
+    """What a fresh interpreter finds of torch, CUDA and the int8 backends (once per run)."""
+    if doc.torch_info is None:
+        doc.torch_info = probe_torch()
+    return doc.torch_info
+
+
 def probe_torch(timeout: float = 300) -> dict[str, Any]:
     """torch, CUDA and the int8 backends, as seen by a fresh interpreter."""
     try:
@@ -79,7 +86,7 @@ def probe_torch(timeout: float = 300) -> dict[str, Any]:
 
 
 def check_torch(doc: Doctor) -> Check:
-    info = doc.probe()
+    info = probe(doc)
     if info.get("torch") is None:
         status = WARNING if doc.settings is None or doc.settings.model.enabled else OK
         return Check("torch", status, f"no torch ({info.get('error', '')}): template text only",
@@ -89,7 +96,7 @@ def check_torch(doc: Doctor) -> Check:
 
 
 def check_gpu(doc: Doctor) -> Check:
-    info = doc.probe()
+    info = probe(doc)
     if info.get("torch") is None:
         return Check("gpu", WARNING, "unknown (no torch)", "install torch first")
     if not info.get("cuda"):
@@ -108,7 +115,7 @@ def backend_choice(s: Settings | None, info: dict[str, Any]) -> str:
 
 
 def check_int8(doc: Doctor) -> Check:
-    info = doc.probe()
+    info = probe(doc)
     if info.get("torch") is None:
         return Check("int8", WARNING, "no int8 backend without torch", "install torch first")
     backend = backend_choice(doc.settings, info)
@@ -204,7 +211,7 @@ def check_memory(doc: Doctor) -> Check:
     assert s is not None
     mem = psutil.virtual_memory()
     available, total = mem.available // 2**20, mem.total // 2**20
-    backend = backend_choice(s, doc.probe()) if s.model.enabled else "fp32"
+    backend = backend_choice(s, probe(doc)) if s.model.enabled else "fp32"
     need = model_need_mb(s, backend) if s.model.enabled else None
     data = {"available_mb": available, "total_mb": total, "need_mb": need, "backend": backend}
     if need is None:

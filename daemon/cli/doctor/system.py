@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
-from daemon.cli.doctor import ERROR, OK, WARNING, Check, Doctor
+from daemon.cli.doctor.report import ERROR, OK, WARNING, Check, Doctor
 from daemon.errors import ChimeError
 
 CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -49,18 +49,21 @@ def check_sensors(doc: Doctor) -> Check:
     from daemon.generation import guards
 
     assert doc.settings is not None
-    info = guards.describe(doc.settings.guards)
+    from daemon.generation.supervisor import memory_need_mb
+
+    info = guards.describe(doc.settings.guards, need_mb=memory_need_mb(doc.settings))
     temps = info["readings"].get("temps_c") or {}
+    data = {**info["readings"], "notes": info["notes"]}
     zones = f"{len(temps)} thermal zone(s)"
     if info["sensor"] == "jtop":
-        return Check("sensors", OK, f"jtop, {zones}", data=info["readings"])
+        return Check("sensors", OK, f"jtop, {zones}", data=data)
     fix = ("on a Jetson: sudo pip3 install -U jetson-stats && sudo systemctl restart jtop; "
            "in Docker: -v /run/jtop.sock:/run/jtop.sock --group-add <jtop gid>")
     if temps:
         return Check("sensors", WARNING, f"no jtop; sysfs {zones}, hottest "
-                     f"{max(temps.values()):.0f} °C", fix, info["readings"])
+                     f"{max(temps.values()):.0f} °C", fix, data)
     return Check("sensors", WARNING, "no jtop and no thermal zones: the temperature guard "
-                 "is off (the RAM guard still works)", fix, info["readings"])
+                 "is off (the RAM guard still works)", fix, data)
 
 
 def check_clock(doc: Doctor) -> Check:

@@ -1,0 +1,115 @@
+"""The layers hold: the config and the context import nothing from the front ends, and no
+``daemon`` modules import each other in a circle (imports inside functions included)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import daemon
+
+ROOT = Path(daemon.__file__).parent
+FRONT_ENDS = ("daemon.app", "daemon.cli", "daemon.service", "daemon.web")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports(name: str) -> set[str]:
+    """The daemon modules ``name`` imports at run time, wherever the import statement is
+    (module level or inside a function); ``if TYPE_CHECKING:`` blocks are not run."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _type_checking_only(child):
+                for sub in child.orelse:
+                    visit(sub)
+                continue
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    anchor = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                for alias in child.names:  # a submodule, else a name of the module
+                    sub = f"{base}.{alias.name}"
+                    found.add(sub if sub in MODULES else base)
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return {m for m in found if m in MODULES and m != name}
+
+
+GRAPH = {name: imports(name) for name in MODULES}
+
+
+def test_the_graph_is_read() -> None:
+    assert "daemon.config_values" in GRAPH["daemon.config"]
+    assert "daemon.generation.supervisor" in GRAPH["daemon.app"]  # a function-level import
+    assert "daemon.app" not in GRAPH["daemon.generation.supervisor"]
+
+
+def test_config_and_context_import_no_front_end() -> None:
+    lower = [m for m in MODULES if m in ("daemon.config", "daemon.config_values",
+                                         "daemon.config_checks") or m.startswith("daemon.context")]
+    assert len(lower) > 5
+    for name in lower:
+        upward = {m for m in GRAPH[name] if m.startswith(FRONT_ENDS)}
+        assert not upward, f"{name} imports {sorted(upward)}"
+
+
+def test_config_imports_only_the_bottom_layer() -> None:
+    allowed = {"daemon", "daemon.errors", "daemon.timeparse", "daemon.clock", "daemon.priority",
+               "daemon.config_values", "daemon.config_checks", "daemon.recurrence"}
+    for name in ("daemon.config", "daemon.config_values", "daemon.config_checks"):
+        assert GRAPH[name] <= allowed, f"{name} imports {sorted(GRAPH[name] - allowed)}"
+
+
+def test_no_import_cycles() -> None:
+    """Tarjan's strongly connected components: every one must be a single module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(GRAPH[node]):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in sorted(GRAPH):
+        if name not in index:
+            connect(name)
+    assert not cycles, "import cycles: " + "; ".join(" ↔ ".join(c) for c in cycles)
