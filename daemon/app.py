@@ -77,10 +77,7 @@ class App:
         if why:
             log.info("writing reminders with the template: %s", why)
             return TemplateGenerator()
-        from daemon.generation.guards import DecisionLog, Guard
-
-        guard = Guard(self.settings.guards, supervisor.memory_need_mb(self.settings),
-                      record=DecisionLog(self.db, self.settings.guards.keep_decisions).record)
+        guard = supervisor.guard_for(self.settings, self.db)
         return WithFallback(supervisor.LoraGenerator(self.settings, guard), TemplateGenerator())
 
     def outputs(self, names: list[str], actions: Actions | None = None) -> dict[str, Output]:

@@ -71,6 +71,10 @@ def _daemon(s: Settings) -> list[str]:
         problems.append("[daemon] nag: must be 0 (off) or between 1s and 1d")
     if not 1 <= d.nag_max <= 100:
         problems.append("[daemon] nag_max: must be between 1 and 100")
+    if not timedelta(0) <= d.time_sync_max_wait <= timedelta(days=1):
+        problems.append("[daemon] time_sync_max_wait: must be between 0 and 1d")
+    if d.time_sync_flag and not Path(d.time_sync_flag).is_absolute():
+        problems.append("[daemon] time_sync_flag: must be an absolute path")
     return problems
 
 
@@ -118,8 +122,8 @@ def _model(s: Settings) -> list[str]:
         problems.append("[model] backend: must be one of auto, bnb-int8, torch-int8, bf16, fp32")
     if m.device not in ("auto", "cpu", "cuda"):
         problems.append("[model] device: must be one of auto, cpu, cuda")
-    if m.kernel not in ("auto", "dynamic", "weight-only"):
-        problems.append("[model] kernel: must be one of auto, dynamic, weight-only")
+    if m.kernel not in ("auto", "int-mm", "dynamic", "weight-only"):
+        problems.append("[model] kernel: must be one of auto, int-mm, dynamic, weight-only")
     if m.batch_window > s.daemon.horizon:
         problems.append("[model] batch_window: must not exceed [daemon] horizon")
     if m.timeout <= timedelta(0):

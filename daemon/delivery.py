@@ -105,7 +105,7 @@ class Courier:
 
     def prepare(self, slots: Sequence[Slot]) -> int:
         """Write the text of every pending slot; returns how many were prepared."""
-        todo: list[tuple[int, Request, str]] = []  # occurrence, request, note on the start
+        rows: list[tuple[Slot, int, str, str, str]] = []  # slot, occurrence, task, zone, note
         with self.app.db.session() as s:
             for slot in slots:
                 event = s.get(Event, slot.event_id)
@@ -114,10 +114,12 @@ class Courier:
                 occ = repo.ensure_occurrence(s, event, slot.at, slot.starts_at)
                 if occ.status != "pending" or occ.message:
                     continue
-                context = self.context(slot.at.astimezone(zone(event.tz)))
-                seed = seed_for(event.id, slot.at)
-                note = _start_note(occ, event.tz)
-                todo.append((occ.id, Request(str(occ.id), occ.task, context, seed), note))
+                rows.append((slot, occ.id, occ.task, event.tz, _start_note(occ, event.tz)))
+        # The contexts are made after the commit: the write lock must not wait for them.
+        todo: list[tuple[int, Request, str]] = [  # occurrence, request, note on the start
+            (occ_id, Request(str(occ_id), task, self.context(slot.at.astimezone(zone(tz))),
+                             seed_for(slot.event_id, slot.at)), note)
+            for slot, occ_id, task, tz, note in rows]
         if not todo:
             return 0
         started = datetime.now(timezone.utc)
@@ -195,11 +197,10 @@ class Courier:
         reminder = Reminder(claim.occ_id, claim.task, claim.message,
                             slot.at.astimezone(zone(claim.tz)), late,
                             repeat=claim.repeat, priority=claim.priority)
-        for name in claim.names:
-            if name in claim.results:  # sent before a crash: never twice
-                continue
+        todo = [n for n in claim.names if n not in claim.results]  # sent before a crash: once
+        for i, name in enumerate(todo):
             claim.results[name] = self._send(name, reminder)
-            if claim.occ_id is not None:
+            if claim.occ_id is not None and i < len(todo) - 1:  # the last goes with the status
                 try:
                     with self.app.db.session() as s:
                         repo.get_occurrence(s, claim.occ_id).results = dict(claim.results)
@@ -374,6 +375,23 @@ class Courier:
                 occ.error = "chime was not running at the time (beyond the grace window)"
             nag.after_missed(s, occ)
             return True
+
+    def rebind(self, app: Delivering) -> None:
+        """Work with ``app`` (a reloaded configuration) from now on. An output whose settings
+        did not change is kept, so the buttons of notifications it showed keep working; the
+        others are closed and built anew on their next use."""
+        with self._lock:
+            old, new = self.app.settings, app.settings
+            self.app = app
+            for name, output in list(self._outputs.items()):
+                same = (getattr(old, name, None) == getattr(new, name, None)
+                        and old.daemon.timezone == new.daemon.timezone and old.web == new.web)
+                if not same:
+                    del self._outputs[name]
+                    try:
+                        output.close()
+                    except Exception:
+                        log.exception("closing output %s failed", output.name)
 
     def close(self) -> None:
         with self._lock:

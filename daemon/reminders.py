@@ -76,14 +76,19 @@ def add(app: Planned, task: str, when: str, every: str | None = None, lead: str 
     fields["nag_s"] = check_nag(nag) if nag is not None else None
     fields["nag_max"] = check_nag_max(nag_max) if nag_max is not None else None
     fields["priority"] = parse_priority(priority) if priority is not None else None
-    schedule = Recurrence(fields["dtstart"], fields["tz"], fields["rrule"],
-                          day_filter=fields["day_filter"])
-    first = next_occurrence(schedule, app.clock.now() - timedelta(seconds=1),
-                            workdays=app.workdays)
-    if first is None:
-        raise InputError(f"{when!r} is in the past; give a future time")
+    _refuse_past(app, when, fields["dtstart"], fields["tz"], fields["rrule"],
+                 fields["day_filter"])
     with app.db.session() as s:
         return repo.add_event(s, **fields, source="manual")
+
+
+def _refuse_past(app: Planned, when: str, dtstart: str, tz: str, rrule: str | None,
+                 day_filter: str | None) -> None:
+    """InputError when the schedule has no time left (a one-off in the past): add and edit."""
+    schedule = Recurrence(dtstart, tz, rrule, day_filter=day_filter)
+    if next_occurrence(schedule, app.clock.now() - timedelta(seconds=1),
+                       workdays=app.workdays) is None:
+        raise InputError(f"{when!r} is in the past; give a future time")
 
 
 def confirmation(view: dict[str, Any], now: datetime) -> str:
@@ -151,6 +156,10 @@ def edit(app: Planned, event_id: int, task: str | None = None, when: str | None 
         if not changes:
             raise InputError("nothing to change (give --text, --at, --every, --lead, --tz, "
                              "--output, --nag, --nag-max or --priority)")
+        if when is not None or every is not None or tz is not None:
+            _refuse_past(app, when or event.dtstart, changes.get("dtstart", event.dtstart),
+                         changes.get("tz", event.tz), changes.get("rrule", event.rrule),
+                         changes.get("day_filter", event.day_filter))
         if changes.get("nag_s") == 0:
             nagging.stop_event(s, event.id)
         return repo.update_event(s, event, **changes)
@@ -274,13 +283,13 @@ def _fallback_reason(app: Planned, draft: Any) -> str | None:
 def _guard_view(app: Planned, since: datetime) -> dict[str, Any]:
     """The guard decision this preview's generation got; when the model did not run, what the
     guard would decide now."""
-    from daemon.generation import supervisor
-    from daemon.generation.guards import DecisionLog, Guard, decision_dict
+    from daemon.generation.guards import DecisionLog, decision_dict
+    from daemon.generation.supervisor import guard_for
 
     recent = DecisionLog(app.db).recent()
     if recent and datetime.fromisoformat(recent[0]["at"]) >= since.replace(microsecond=0):
         return recent[0]
-    return decision_dict(Guard(app.settings.guards, supervisor.memory_need_mb(app.settings)).peek())
+    return decision_dict(guard_for(app.settings).peek())
 
 
 def snooze(app: Planned, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"

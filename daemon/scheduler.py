@@ -71,7 +71,6 @@ class Planner:
     def __init__(self, app: Planned, courier: Courier) -> None:
         self.app = app
         self.courier = courier
-        grace = int(app.settings.daemon.grace.total_seconds())
         self.scheduler = BackgroundScheduler(
             timezone=timezone.utc,
             executors={
@@ -80,8 +79,7 @@ class Planner:
                 "maintenance": ThreadPoolExecutor(1),
                 "heartbeat": ThreadPoolExecutor(1),
             },
-            job_defaults={"coalesce": True, "misfire_grace_time": max(grace, 1),
-                          "max_instances": 1},
+            job_defaults={"coalesce": True, "max_instances": 1},  # each job sets its grace
         )
         self.slots: dict[str, Slot] = {}
         self.hold_before: datetime | None = None  # set while the clock is not trusted
@@ -98,8 +96,9 @@ class Planner:
                                executor=executor, next_run_time=datetime.now(timezone.utc),
                                replace_existing=True, misfire_grace_time=None)
 
-    def replan(self) -> int:
-        """Make the jobs match the plan from the table; returns the number of slots."""
+    def replan(self, everything: bool = False) -> int:
+        """Make the jobs match the plan from the table; returns the number of slots.
+        ``everything``: schedule every job anew (after a reload: new lead, grace, zone)."""
         now = self.app.clock.now()
         earliest = max(now, self.hold_before) if self.hold_before is not None else None
         desired = {slot.key: slot for slot in plan(self.app, now, earliest)}
@@ -109,7 +108,7 @@ class Planner:
                     if self.scheduler.get_job(job_id):
                         self.scheduler.remove_job(job_id)
             for key, slot in desired.items():
-                if key in self.slots:
+                if key in self.slots and not everything:
                     continue
                 self.scheduler.add_job(
                     self._prepare, "date", run_date=max(slot.prepare_at, now), args=[slot],
@@ -119,6 +118,7 @@ class Planner:
                 self.scheduler.add_job(
                     self._deliver, "date", run_date=slot.at, args=[slot],
                     id=f"deliver:{key}", executor="default", replace_existing=True,
+                    misfire_grace_time=max(int(self.app.settings.daemon.grace.total_seconds()), 1),
                 )
             self.slots = desired
         log.debug("planned %d slot(s) within %s", len(desired), self.app.settings.daemon.horizon)

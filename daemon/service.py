@@ -21,6 +21,7 @@ restarts the service after ``WatchdogSec``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -46,7 +47,7 @@ log = logging.getLogger("daemon.service")
 
 SETTLE = timedelta(seconds=30)  # a deliver job this late is the catch-up's to handle
 REPLAN_EVERY = 60.0  # seconds: the horizon moves forward at least this often
-ROW_EVERY = timedelta(minutes=5)  # the heartbeat row is rewritten at least this often
+ROW_EVERY = timedelta(minutes=15)  # the heartbeat row is rewritten at least this often (SD wear)
 
 
 class Service:
@@ -63,7 +64,8 @@ class Service:
         self.row_written = 0.0
         self.beat = settings.daemon.heartbeat
         self.timesync = TimeSync(False, timedelta(0))
-        self.courier = Courier(self.app, AppActions(self.app))
+        self.actions = AppActions(self.app)  # the buttons' target; follows a reload
+        self.courier = Courier(self.app, self.actions)
         self.planner = Planner(self.app, self.courier)
 
     # --- jobs that run inside the scheduler ------------------------------------------------
@@ -71,8 +73,9 @@ class Service:
     def heartbeat(self) -> None:
         """Proves the scheduler runs jobs and the database takes its write lock, then ticks.
 
-        The heartbeat row is written only when its content changes or every ``ROW_EVERY``:
-        an SD card should not take a write every few seconds. Deliveries kept in memory while
+        The heartbeat row is written when the daemon's state changes (not merely its next
+        reminders) and every ``ROW_EVERY``: an SD card should not take a write every few
+        seconds. Deliveries kept in memory while
         the disk refused writes are recorded here, within seconds of it taking them again."""
         self.courier.record_kept()
         self.app.db.check_write_lock()  # a locked database stops the ticks (and the pings)
@@ -86,11 +89,13 @@ class Service:
             "next": [{"event_id": s.event_id, "at": s.at.isoformat()} for s in upcoming],
         }
         due = time.monotonic() - self.row_written >= ROW_EVERY.total_seconds()
-        if info != self.row or due:
+        changed = {k: v for k, v in info.items() if k != "next"} != self.row
+        if changed or due:
             try:
                 with self.app.db.session() as s:
                     repo.write_heartbeat(s, {**info, "at": self.app.clock.now().isoformat()})
-                self.row, self.row_written = info, time.monotonic()
+                self.row = {k: v for k, v in info.items() if k != "next"}
+                self.row_written = time.monotonic()
                 self.app.db.note_write_ok()
             except StoreWriteError as exc:  # a full or failing disk: a restart would not help
                 self.app.db.note_write_failure(exc)
@@ -153,17 +158,13 @@ class Service:
         self.planner.replan()
         if retry_catch_up:
             self._catch_up(self.lookback, now)
-        self.beat = daemon.heartbeat
-        if self.notifier.watchdog_interval:
-            self.beat = min(self.beat, timedelta(seconds=self.notifier.watchdog_interval))
         self._periodic()
         self.notifier.ready()
         log.info("ready: %d slot(s) planned; after downtime %d late, %d missed",
                  len(self.planner.slots), counts["late"], counts["missed"])
-        poll = daemon.poll.total_seconds()
         planned = time.monotonic()
         jumps = JumpDetector(self.app.clock)
-        while not self.stop.wait(poll):
+        while not self.stop.wait(self.app.settings.daemon.poll.total_seconds()):
             if self.reload.is_set():
                 self.reload.clear()
                 self._reload()
@@ -199,6 +200,9 @@ class Service:
 
     def _periodic(self) -> None:
         """(Re)start the heartbeat and maintenance jobs, first run now."""
+        self.beat = self.app.settings.daemon.heartbeat
+        if self.notifier.watchdog_interval:
+            self.beat = min(self.beat, timedelta(seconds=self.notifier.watchdog_interval))
         self.planner.every(self.beat, self.heartbeat, "heartbeat", executor="heartbeat")
         self.planner.every(timedelta(minutes=1), self.maintenance, "maintenance")
 
@@ -244,14 +248,18 @@ class Service:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready()
             return
-        self.courier.close()
-        self.app.close(keep_db=True)
+        old = self.app.settings
+        self.app.close(keep_db=True)  # a warm model worker: the [model] settings may change
         same_db = settings.db_path == self.app.db.path
         new_app = App(settings, self.app.clock, db=self.app.db if same_db else None)
-        self.app = self.courier.app = self.planner.app = new_app
-        self.courier.actions = AppActions(new_app)
+        self.app = self.planner.app = self.actions.app = new_app
+        self.courier.rebind(new_app)  # unchanged outputs stay: their buttons keep working
+        logging.getLogger().setLevel(settings.daemon.log_level)
+        self._periodic()  # [daemon] heartbeat; poll is read on every turn of the loop
+        for line in restart_needed(old, settings):
+            log.warning("reloaded, but %s", line)
         log.info("configuration reloaded")
-        self.planner.replan()
+        self.planner.replan(everything=True)  # [daemon] lead, grace, horizon, timezone…
         self.notifier.ready()
 
     def _signals(self) -> None:
@@ -265,6 +273,28 @@ class Service:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+
+
+# Read once at start-up (the clock's trust is decided then); [web] is read by `chime web`.
+RESTART_KEYS = {("daemon", "wait_for_time_sync"), ("daemon", "time_sync_max_wait"),
+                ("daemon", "time_sync_flag")}
+
+
+def restart_needed(old: Settings, new: Settings) -> list[str]:
+    """What a reload cannot apply, one line per changed key: ``[section] key: who restarts``."""
+    lines = []
+    for section in dataclasses.fields(Settings):
+        before, after = getattr(old, section.name), getattr(new, section.name)
+        if not dataclasses.is_dataclass(before) or before == after:
+            continue
+        for key in dataclasses.fields(before):
+            if getattr(before, key.name) == getattr(after, key.name):
+                continue
+            if section.name == "web":
+                lines.append(f"[web] {key.name}: restart chime web to apply it")
+            elif (section.name, key.name) in RESTART_KEYS:
+                lines.append(f"[{section.name}] {key.name}: restart chime to apply it")
+    return lines
 
 
 def alive(heartbeat: dict | None, interval: timedelta, now: datetime | None = None) -> bool:  # type: ignore[type-arg]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,9 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from daemon.app import App
+from daemon.config import load_settings
+from daemon.reminders import add
 
 
 def chime_cmd() -> list[str]:
@@ -100,3 +105,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def integrity(db: Path) -> str:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def add_reminders(db: Path, count: int, first: datetime, step: timedelta,
+                  lead: str = "3s") -> list[str]:
+    """``count`` one-off reminders through the use case (faster than ``count`` CLI runs)."""
+    app = App(load_settings(db=db))
+    tasks = [f"提醒{i:02d}" for i in range(count)]
+    for i, task in enumerate(tasks):
+        add(app, task, (first + i * step).isoformat(timespec="seconds"), lead=lead)
+    app.db.close()
+    return tasks

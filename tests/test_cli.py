@@ -116,6 +116,7 @@ def test_add_list_show_edit_pause_remove(db_path: Path) -> None:
         (["snooze", "999"], "no occurrence with id 999"),
         (["done", "999"], "no occurrence with id 999"),
         (["snooze", "1", "abc"], "cannot read duration"),
+        (["edit", "1", "--at", "2020-01-01 08:00"], "'2020-01-01 08:00' is in the past"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(db_path: Path, args: list[str], message: str) -> None:

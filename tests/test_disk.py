@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,11 +17,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from daemon_fixtures import Daemon, child_env, chime_cmd, cli, occurrences, wait_for
-
-from daemon.app import App
-from daemon.config import load_settings
-from daemon.reminders import add
+from daemon_fixtures import (
+    Daemon,
+    add_reminders,
+    child_env,
+    chime_cmd,
+    cli,
+    integrity,
+    occurrences,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +52,6 @@ def fill(folder: Path) -> Path:
         while True:
             out.write(b"\0" * 4096)
     return filler
-
-
-def integrity(db: Path) -> str:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def add_reminders(db: Path, count: int, first: datetime, step: timedelta,
-                  lead: str = "3s") -> list[str]:
-    """``count`` one-off reminders through the use case (faster than ``count`` CLI runs)."""
-    app = App(load_settings(db=db))
-    tasks = [f"提醒{i:02d}" for i in range(count)]
-    for i, task in enumerate(tasks):
-        add(app, task, (first + i * step).isoformat(timespec="seconds"), lead=lead)
-    app.db.close()
-    return tasks
 
 
 def printed(daemon: Daemon, task: str) -> int:

@@ -74,6 +74,10 @@ def test_config_keys_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError, match="CHIME_WAIT_FOR_TIME_SYNC"):
         load_settings(config)
     monkeypatch.setenv("CHIME_WAIT_FOR_TIME_SYNC", "1")
+    config.write_text('[daemon]\ntime_sync_max_wait = "2d"\ntime_sync_flag = "synced"\n')
+    with pytest.raises(ConfigError, match=r"time_sync_max_wait: must be between 0 and 1d.*"
+                                          r"time_sync_flag: must be an absolute path"):
+        load_settings(config)
     config.write_text('[daemon]\nwait_for_time_sync = "yes"\n')
     with pytest.raises(ConfigError, match=r"\[daemon\] wait_for_time_sync: expected true or false"):
         load_settings(config)

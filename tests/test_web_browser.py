@@ -117,7 +117,7 @@ def test_add_in_chinese_with_the_resolved_time_and_a_preview(site: Site) -> None
     site.browser.find_element(By.NAME, "text").send_keys("给妈妈打电话")
     site.browser.find_element(By.NAME, "at").send_keys("明天晚上8点")
     site.wait(EC.text_to_be_present_in_element((By.ID, "resolved"), "明天 20:00"))
-    Select(site.browser.find_element(By.NAME, "every")).select_by_value("weekdays")
+    Select(site.browser.find_element(By.NAME, "every")).select_by_value("workdays")
     site.browser.find_element(By.NAME, "preview").click()
     site.wait(EC.visibility_of_element_located((By.CSS_SELECTOR, "#preview .message")))
     assert "给妈妈打电话" in site.browser.find_element(By.ID, "preview").text
@@ -126,7 +126,7 @@ def test_add_in_chinese_with_the_resolved_time_and_a_preview(site: Site) -> None
     site.wait(EC.url_to_be(site.url + "/"))
     site.wait(EC.text_to_be_present_in_element((By.TAG_NAME, "main"), "给妈妈打电话"))
     card = site.browser.find_element(By.CSS_SELECTOR, ".card")
-    assert "20:00" in card.text and "周一到周五" in card.text, card.text
+    assert "20:00" in card.text and "法定工作日" in card.text, card.text
     site.shot("next")
 
 

@@ -178,3 +178,40 @@ def test_next_page_shows_the_soonest_fifty(web: WebServer, fixed_app: App) -> No
     assert "任务26" not in page and "任务27" not in page  # the two latest
     everything = web.get("/?all", headers=HTML).text
     assert everything.count('class="card"') == 52 and "任务27" in everything
+
+
+def test_the_menu_marks_the_page_you_are_on(web: WebServer) -> None:
+    def current(path: str) -> list[str]:
+        page = web.get(path, headers=HTML).text
+        return [line.split(">")[1].split("<")[0] for line in page.splitlines()
+                if 'aria-current="page"' in line]
+
+    assert current("/") == ["接下来"] and current("/log") == ["记录"]
+    assert current("/login") == [] and current("/calendars") == ["日历"]
+
+
+def test_official_workdays_in_the_menu(web: WebServer) -> None:
+    r = web.post("/add", data={"csrf": web.csrf(), "text": "打卡", "at": "周一早上9点",
+                               "every": "workdays"})
+    assert r.status_code == 303, r.text
+    made = web.get("/api/reminders").json()[0]
+    assert (made["rule"], made["day_filter"]) == ("FREQ=DAILY", "workdays")
+    page = web.get(f"/reminders/{made['id']}/edit", headers=HTML).text
+    assert '<option value="workdays" selected>' in page and 'name="rule" value=""' in page
+    assert "法定工作日" in web.get("/", headers=HTML).text
+
+
+def test_log_buttons_on_recent_deliveries_only(web: WebServer, fixed_app: App) -> None:
+    from daemon.store.models import Occurrence
+
+    now = fixed_app.clock.now()
+    rows = [("missed", timedelta(hours=1)), ("unacknowledged", timedelta(hours=2)),
+            ("delivered", timedelta(hours=30)), ("late", timedelta(minutes=3))]
+    with fixed_app.db.session() as s:
+        for status, ago in rows:
+            s.add(Occurrence(task=status, scheduled_at=now - ago, status=status, message="m"))
+    page = web.get("/log", headers=HTML).text
+    buttons = {card.split('<div class="task">')[1].split("<")[0]: 'name="done"' in card
+               for card in page.split('<li class="card')[1:]}
+    assert buttons == {"missed": False, "unacknowledged": True, "delivered": False, "late": True}
+    assert "未确认" in page and "迟到送达" in page

@@ -30,7 +30,6 @@ from daemon.store.models import Event
 
 log = logging.getLogger("daemon.calendars")
 
-FIELDS = ("task", "dtstart", "tz", "rrule", "rdates", "exdates", "alarm_s", "duration_s")
 MAX_FILE_BYTES = 32 * 1024 * 1024
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import delete, func, select
 
 from daemon.calendars.apply import Outcome, apply, options, parse_checked
 from daemon.calendars.parse import Parsed
+from daemon.config_values import is_http_url
 from daemon.errors import ChimeError, InputError, NotFoundError
 from daemon.http import FetchPolicy, describe_url, new_session
 from daemon.http_cache import fetch_cached
@@ -58,16 +59,15 @@ class SyncResult:
 
 def normalize_url(url: str) -> str:
     """``webcal://`` (Apple, Google links) → ``https://``; InputError unless http(s)."""
-    raw = url.strip()
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
-    if scheme in ("webcal", "webcals"):
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() in ("webcal", "webcals"):
         parts = parts._replace(scheme="https")
-    elif scheme not in ("http", "https"):
-        raise InputError(f"{url!r} is not an http(s) or webcal URL")
-    if not parts.hostname:
-        raise InputError(f"{url!r} has no host")
-    return urlunsplit(parts)
+    normal = urlunsplit(parts)
+    if not is_http_url(normal):  # the one URL check, as the config's
+        web = parts.scheme.lower() in ("http", "https")
+        raise InputError(f"{url!r} has no host" if web else
+                         f"{url!r} is not an http(s) or webcal URL")
+    return normal
 
 
 def check_every(text: str | None, default: timedelta) -> int:

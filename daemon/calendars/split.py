@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from daemon.errors import InputError
 
@@ -48,6 +49,8 @@ def _unfold(text: str) -> list[str]:
 
 def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
     """The VCALENDAR properties and its top-level components; InputError if not iCalendar."""
+    if text.count("BEGIN:VEVENT") + text.count("BEGIN:VTODO") > MAX_COMPONENTS:
+        _too_many()  # counted before any line is made: a flood costs no memory
     lines = _unfold(text.lstrip("\ufeff"))
     if not lines or lines[0].strip().upper() != "BEGIN:VCALENDAR":
         raise InputError("not an iCalendar file (it does not begin with BEGIN:VCALENDAR)")
@@ -67,8 +70,7 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
                 raise InputError(f"not an iCalendar file (BEGIN:{word} outside a VCALENDAR)")
             if depth == 1:
                 if len(blocks) >= MAX_COMPONENTS:
-                    raise InputError(f"the calendar has more than {MAX_COMPONENTS} components; "
-                                     "chime reads calendars up to that size")
+                    _too_many()
                 blocks.append(Block(word))
             stack.append(word)
         elif name == "END" and word not in stack:
@@ -89,6 +91,11 @@ def split_calendar(text: str) -> tuple[dict[str, str], list[Block]]:
     if stack:
         raise InputError(f"the iCalendar file ends inside {stack[-1]} (cut short?)")
     return props, blocks
+
+
+def _too_many() -> NoReturn:
+    raise InputError(f"the calendar has more than {MAX_COMPONENTS} components; chime reads "
+                     "calendars up to that size")
 
 
 def _plain_rule(value: str) -> str:

@@ -61,12 +61,12 @@ def build(separate: bool, embedding: str, vocab: int, no_measure: bool) -> None:
     """
     if vocab < 0:
         raise InputError("--vocab must be 0 (keep) or a positive number of tokens")
-    from daemon.generation import model as builder
     from daemon.generation import supervisor
+    from daemon.generation.build import build as build_artifact
 
     settings = get_app(click.get_current_context()).settings
     files = supervisor.model_files(settings)
-    meta = builder.build(files, merge=not separate, embedding=embedding, vocab=vocab)
+    meta = build_artifact(files, merge=not separate, embedding=embedding, vocab=vocab)
     click.echo(f"built {files.artifact} ({_mb(meta['size_bytes'])}, vocabulary "
                f"{meta['vocab_size']}, {'merged' if meta['merged'] else 'separate'} LoRA) "
                f"in {meta['build_s']}s")
@@ -240,7 +240,7 @@ def _hyper(ctx: click.Context, options: dict[str, Any],
 
 
 def describe(settings: Any) -> dict[str, Any]:
-    """What ``chime model info`` (and ``chime doctor``) report about the model."""
+    """What ``chime model info`` reports about the model: its parts, artifact, character."""
     from daemon.generation import supervisor
     from daemon.generation.files import dir_size
 

@@ -37,6 +37,7 @@ log = logging.getLogger("daemon.context.days")
 MAKEUP_WORD = "调休"
 WEEKEND_WORD = "双休日"
 WORKDAY_WORD = "工作日"
+SATURDAY_SUNDAY = frozenset({5, 6})
 EVE_WORD = "除夕"
 MAX_FEED_NAME = 20
 MAX_FEED_EVENTS = 5000  # a holiday feed holds a few hundred; more would be slow to parse
@@ -82,6 +83,14 @@ class _Year:
     weekend: frozenset[int]
     makeup_known: bool
     missing: bool = False  # the package has no data for this year at all
+
+
+def weekday_day(day: date, weekend: frozenset[int] = SATURDAY_SUNDAY,
+                note: str | None = None) -> Day:
+    """双休日 or 工作日 by the weekday alone (``weekend``: the country's weekend days)."""
+    if day.weekday() in weekend:
+        return Day(WEEKEND_WORD, "weekend", note)
+    return Day(WORKDAY_WORD, "workday", note)
 
 
 def lunar_festival(day: date) -> str | None:
@@ -137,9 +146,7 @@ class DayCalendar:
         span = find(self.periods, day)
         if span is not None:
             return Day(span.name, "period", note)
-        if day.weekday() in self._weekend(day.year):
-            return Day(WEEKEND_WORD, "weekend", note)
-        return Day(WORKDAY_WORD, "workday", note)
+        return weekday_day(day, self._weekend(day.year), note)
 
     def statutory(self, day: date, feed: Mapping[date, Day]) -> tuple[Day | None, str | None]:
         """The statutory day (holiday or make-up workday) and a note when 调休 is unknown."""
@@ -217,7 +224,7 @@ class DayCalendar:
 
     def _weekend(self, year: int) -> frozenset[int]:
         if self.country == "CN":
-            return frozenset({5, 6})
+            return SATURDAY_SUNDAY
         return self._year(year).weekend
 
     def _warn_makeup_unknown(self, year: int) -> None:

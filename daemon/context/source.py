@@ -25,7 +25,7 @@ from daemon.clock import Clock
 from daemon.config import Settings
 from daemon.context import Context
 from daemon.context.daypart import part_of_day
-from daemon.context.days import Day, DayCalendar, validate_feed
+from daemon.context.days import Day, DayCalendar, validate_feed, weekday_day
 from daemon.context.weather import (
     UNKNOWN_WEATHER,
     OpenMeteo,
@@ -39,8 +39,6 @@ from daemon.http_cache import fetch_cached
 from daemon.store.db import Database
 
 log = logging.getLogger("daemon.context")
-
-__all__ = ["UNKNOWN_WEATHER", "ContextProvider", "LocalContext"]
 
 
 class ContextProvider:
@@ -141,9 +139,7 @@ class ContextProvider:
             return self.calendar.day_for(day, self._feed_days())
         except Exception as exc:
             log.exception("deciding the kind of day failed")
-            weekend = day.weekday() >= 5
-            note = f"day: calendar failed ({type(exc).__name__})"
-            return Day("双休日", "weekend", note) if weekend else Day("工作日", "workday", note)
+            return weekday_day(day, note=f"day: calendar failed ({type(exc).__name__})")
 
     def _feed_days(self) -> dict[date, Day]:
         return self.feed.days() if self.feed else {}
@@ -157,13 +153,13 @@ class LocalContext:
         self.bounds = settings.days.parts_of_day
 
     def context_for(self, at: datetime) -> Context:
-        weekend = at.weekday() >= 5
+        day = weekday_day(at.date())
         return Context(
             at=at,
             weather=UNKNOWN_WEATHER,
             weather_source="unknown",
-            day="双休日" if weekend else "工作日",
-            day_kind="weekend" if weekend else "workday",
+            day=day.word,
+            day_kind=day.kind,
             part_of_day=part_of_day(at, self.bounds),
             notes=("weather: unknown (local facts only)",),
         )

@@ -1,4 +1,11 @@
-"""Repository functions: the only code that reads and writes the tables.
+"""Repository functions: the shared ways to read and write events, occurrences, the plan
+revision, the heartbeat and the meta rows.
+
+Not every query lives here: a module that owns a table of its own queries it itself — the
+forecast cache (context/weather.py), the HTTP cache (http_cache.py), subscriptions and feed
+bookkeeping (calendars/feeds.py), guard decisions (generation/guards.py) — and a use case
+that needs one special query on events or occurrences (nag.py, delivery.py, reminders.py,
+calendars/apply.py) writes it beside its only caller.
 
 Each function takes an open ``Session`` (a transaction from ``Database.session()``), so that a
 use case can combine several in one atomic unit of work.

@@ -108,11 +108,6 @@ def via(request: Request) -> str:
     return value
 
 
-def resolve(app: App, at: str, every: str | None = None, tz: str | None = None) -> dict[str, Any]:
-    """What a reminder with these phrases would be: the start and its first time from now."""
-    return reminders.resolve(app, at, every, tz)
-
-
 # --- reminders -------------------------------------------------------------------------------
 
 async def list_reminders(request: Request) -> Response:
@@ -208,8 +203,8 @@ async def preview(request: Request) -> Response:
 
 async def resolve_time(request: Request) -> Response:
     q = fields(dict(request.query_params), {"at": "str", "every": "str?", "tz": "str?"}, ("at",))
-    return JSONResponse(await call(resolve, the_app(request), q["at"], q.get("every") or None,
-                                   q.get("tz") or None))
+    return JSONResponse(await call(reminders.resolve, the_app(request), q["at"],
+                                   q.get("every") or None, q.get("tz") or None))
 
 
 async def status(request: Request) -> Response:

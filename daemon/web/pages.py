@@ -26,7 +26,6 @@ from daemon.web.api import (
     checked_string,
     ident,
     read_calendar,
-    resolve,
     snooze_for,
     the_app,
 )
@@ -38,6 +37,7 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 RECENT = timedelta(hours=24)  # deliveries that still get done/snooze buttons
 PAGE = 50  # reminders on the first page
+ACTIONABLE = ("delivered", "late", "unacknowledged")  # statuses that get done/snooze buttons
 PRIORITIES = tuple(PRIORITY_LABELS.values())
 
 
@@ -173,9 +173,9 @@ async def edit(request: Request) -> Response:
         view = await call(reminders.show, the_app(request), event_id)
         default_zone = the_app(request).settings.daemon.timezone
         start = datetime.fromisoformat(view["start"])
-        rule = view["day_filter"] or view["rule"]  # "workdays" goes in the rule field as is
+        preset = preset_of(view["rule"], view["day_filter"])
         return form_page(request, id=event_id, text=view["task"], at=f"{start:%Y-%m-%d %H:%M}",
-                         every=preset_of(rule), rule=rule if preset_of(rule) == "custom" else "",
+                         every=preset, rule=view["rule"] if preset == "custom" else "",
                          lead=view["lead"] or "",
                          tz="" if view["timezone"] == default_zone else view["timezone"],
                          outputs=view["outputs"] or [], nag=view["nag"] or "",
@@ -201,7 +201,7 @@ async def resolved(request: Request) -> Response:
     every = q.get("rule", "") if preset == "custom" else (preset if preset in PRESETS else None)
     app = the_app(request)
     try:
-        found = await call(resolve, app, checked_string("at", at), every or None,
+        found = await call(reminders.resolve, app, checked_string("at", at), every or None,
                            q.get("tz") or None)
     except InputError as exc:
         return render(request, "_resolved.html", error=str(exc))
@@ -230,7 +230,7 @@ async def log_page(request: Request) -> Response:
     for row in rows:
         at = datetime.fromisoformat(row["scheduled_at"])
         row["when"] = f"{w.day(at, now)} {at:%H:%M}"
-        row["actionable"] = (row["status"] in ("delivered", "late")
+        row["actionable"] = (row["status"] in ACTIONABLE
                              and not row["acknowledged_at"] and now - at < RECENT)
         acked = row["acknowledged_at"]
         row["acked_words"] = w.relative(datetime.fromisoformat(acked), now) if acked else None

@@ -354,13 +354,16 @@ class Words:
         return self(key) if key in ZH else status
 
 
-def preset_of(rrule: str | None) -> str:
+def preset_of(rrule: str | None, day_filter: str | None = None) -> str:
     """The select option for a rule: a preset name, ``none`` or ``custom``."""
     if not rrule:
         return "none"
+    if day_filter:
+        return day_filter if day_filter in PRESETS else "custom"
     from daemon.timeparse import SHORTHANDS
 
     return next((p for p in _PRESETS if SHORTHANDS[p] == rrule), "custom")
 
 
-PRESETS = _PRESETS
+# The repeat menu: the RRULE shorthands, and the official workdays (调休 included).
+PRESETS = ("daily", "workdays", *_PRESETS[1:])

@@ -49,7 +49,9 @@ def check_sensors(doc: Doctor) -> Check:
     from daemon.generation import guards
 
     assert doc.settings is not None
-    info = guards.describe(doc.settings.guards)
+    from daemon.generation.supervisor import memory_need_mb
+
+    info = guards.describe(doc.settings.guards, need_mb=memory_need_mb(doc.settings))
     temps = info["readings"].get("temps_c") or {}
     data = {**info["readings"], "notes": info["notes"]}
     zones = f"{len(temps)} thermal zone(s)"
