@@ -184,8 +184,8 @@ def train(data: Path, out: Path, name: str | None, base: Path | None, allow_bad:
     state = checkpoint.check_out(out, resume)
     hyper = _hyper(ctx, options, state)
     files = supervisor.model_files(settings)
-    base = base or files.base
-    if base == files.base and files.missing("base"):
+    base = (base or files.base).resolve()
+    if base == files.base.resolve() and files.missing("base"):
         raise InputError(f"no base model in {base}: run `chime model pull --only base` "
                          "(or pass --base DIR)")
     checked = dataset.read(data)
