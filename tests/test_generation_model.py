@@ -25,11 +25,6 @@ def _answers(loaded: model.Loaded, n: int = 4) -> list[tuple[str, str]]:
     return [(loaded.generate(prompt, 1, GREEDY)[0], answer) for prompt, answer in samples()[:n]]
 
 
-def _trained(answers: list[tuple[str, str]]) -> bool:
-    """Most answers are the trained ones (the 2-layer model mixes up a task now and then)."""
-    return sum(got.startswith(expected) for got, expected in answers) >= len(answers) - 1
-
-
 def _agreement(loaded: model.Loaded, reference: model.Loaded) -> float:
     """Teacher-forced argmax agreement on the training lines."""
     same = total = 0
@@ -50,7 +45,8 @@ def fp32(installed: ModelFiles) -> model.Loaded:
 def test_fp32_unmerged_adapter_answers_like_training(fp32: model.Loaded) -> None:
     assert fp32.info["merged"] is False
     assert type(fp32.model).__name__ == "PeftModelForCausalLM"
-    assert _trained(_answers(fp32))
+    for got, expected in _answers(fp32):
+        assert got.startswith(expected)
 
 
 def test_the_adapter_matters(installed: ModelFiles, fp32: model.Loaded) -> None:
@@ -93,7 +89,8 @@ def test_int8_artifact_loads_mapped_without_float_linears(installed: ModelFiles,
     assert isinstance(mods["embedding"], int8.Int8Embedding)
     assert loaded.info["kernel"] == ("int-mm" if kernel == "auto" else kernel)  # x86 here
     assert _agreement(loaded, fp32) > 0.85
-    assert _trained(_answers(loaded))
+    for got, expected in _answers(loaded):
+        assert got.startswith(expected)
 
 
 def _bloom_on(hf: object) -> bloom.Bloom:
