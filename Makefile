@@ -21,4 +21,5 @@ bench:
 	.venv/bin/python bench/delivery.py
 	.venv/bin/python bench/planning.py
 	.venv/bin/python bench/idle_rss.py
+	.venv/bin/python bench/writes.py --minutes 16
 	.venv/bin/python bench/web.py

@@ -47,7 +47,7 @@ log = logging.getLogger("daemon.service")
 
 SETTLE = timedelta(seconds=30)  # a deliver job this late is the catch-up's to handle
 REPLAN_EVERY = 60.0  # seconds: the horizon moves forward at least this often
-ROW_EVERY = timedelta(minutes=5)  # the heartbeat row is rewritten at least this often
+ROW_EVERY = timedelta(minutes=15)  # the heartbeat row is rewritten at least this often (SD wear)
 
 
 class Service:

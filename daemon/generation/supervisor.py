@@ -54,13 +54,21 @@ def unavailable(settings: Settings) -> str | None:
     return model_files(settings).usable(settings.model.backend)
 
 
-def memory_need_mb(settings: Settings) -> int | None:
-    """The worker's peak RSS measured when the int8 artifact was built (None if unknown)."""
+def measured_need_mb(settings: Settings) -> int | None:
+    """The worker's peak RSS, measured when the int8 artifact was built (None if not)."""
     files = model_files(settings)
-    if settings.model.backend not in ("auto", "torch-int8") or files.missing("int8"):
+    if files.missing("int8"):
         return None
     need = files.artifact_meta().get("memory_need_mb")
     return int(need) if isinstance(need, (int, float)) else None
+
+
+def memory_need_mb(settings: Settings) -> int | None:
+    """The memory need the guard, ``chime status`` and the doctor use: the measured one when
+    the configured backend runs the artifact (None if unknown)."""
+    if settings.model.backend not in ("auto", "torch-int8"):
+        return None
+    return measured_need_mb(settings)
 
 
 def guard_for(settings: Settings, db: Database | None = None,
