@@ -10,9 +10,12 @@ process, so its peak RSS is its own. Printed per backend: load time, peak RSS af
 and after generating, decode tok/s, teacher-forced argmax agreement with fp32, and the
 bandwidth-bound limit (bytes read per token / measured memory read bandwidth).
 
-Variants: ``torch-int8`` (merged LoRA, default kernel), ``torch-int8-wo`` (weight-only
-kernel), ``torch-int8-sep`` (LoRA kept separate), ``torch-int8-40k`` (vocabulary pruned to
-~40 000 tokens). The fp32 run needs ~10 GB of RAM; run backends one at a time if short.
+Variants: ``torch-int8`` (merged LoRA, default kernel: int-mm on x86), ``torch-int8-dyn``
+(the quantized engine's kernel, repacked at load), ``torch-int8-wo`` (weight-only kernel),
+``torch-int8-sep`` (LoRA kept separate), ``torch-int8-40k`` (vocabulary pruned to ~40 000
+tokens). Every torch-int8 variant also gets worker cold starts: spawn → first generated token,
+as the daemon starts it. ``--peers llama.cpp,ctranslate2`` adds the peers (bench/peers.py).
+The fp32 run needs ~10 GB of RAM; run backends one at a time if short.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -30,9 +34,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import peers  # noqa: E402  (bench/peers.py, beside this file)
+
 SHAPE = {"vocab_size": 250880, "hidden_size": 2048, "n_layer": 24, "n_head": 16}
-ALL = ["fp32", "bf16", "bnb-int8", "torch-int8", "torch-int8-wo", "torch-int8-sep",
-       "torch-int8-40k"]
+ALL = ["fp32", "bf16", "bnb-int8", "torch-int8", "torch-int8-dyn", "torch-int8-wo",
+       "torch-int8-sep", "torch-int8-40k"]
+KERNELS = {"wo": "weight-only", "dyn": "dynamic"}  # variant suffix -> [model] kernel
 PROMPT_TOKENS, NEW_TOKENS, FORCED = 24, 32, (2, 64)
 
 
@@ -160,7 +167,7 @@ def prepare(cache: Path) -> Path:
 def install(cache: Path, hub: Path) -> dict[str, Path]:
     """Pull (converting the pickle) and build each artifact variant once; their models dirs."""
     from daemon.generation import files as f
-    from daemon.generation import model
+    from daemon.generation.build import build
 
     root = cache / "models"
     dirs = {"merged": root / "merged", "sep": root / "sep", "40k": root / "40k"}
@@ -177,7 +184,7 @@ def install(cache: Path, hub: Path) -> dict[str, Path]:
                 for part in ("base", "adapter"):
                     (folder / part).symlink_to(dirs["merged"] / part)
         started = time.monotonic()
-        meta = model.build(files, merge=key != "sep", vocab=40000 if key == "40k" else 0)
+        meta = build(files, merge=key != "sep", vocab=40000 if key == "40k" else 0)
         print(f"built {key}: {meta['size_bytes'] / 1e9:.2f} GB, vocabulary {meta['vocab_size']},"
               f" {time.monotonic() - started:.0f}s", flush=True)
     return dirs
@@ -208,7 +215,7 @@ def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
     backend = "torch-int8" if name.startswith("torch-int8") else name
     folder = dirs["sep" if name.endswith("-sep") else "40k" if name.endswith("-40k")
                   else "merged"]
-    kernel = "weight-only" if name.endswith("-wo") else "auto"
+    kernel = KERNELS.get(name.rpartition("-")[2], "auto")
     started = time.monotonic()
     loaded = model.load(ModelFiles(folder), backend, "cpu", kernel)
     model.trim_memory()
@@ -216,7 +223,7 @@ def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
     after_load, steady = peak_mb(), rss_mb()
     net = loaded.model
     gen = torch.Generator().manual_seed(1)
-    vocab_rows = net.config.vocab_size
+    vocab_rows = net.shape.vocab if backend == "torch-int8" else net.config.vocab_size
     kept = None
     if vocab_rows < SHAPE["vocab_size"]:  # pruned: inputs from the kept ids, compared in old ids
         from daemon.generation.vocab import prune_tokenizer
@@ -228,14 +235,13 @@ def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
         return torch.randint(4, vocab_rows, (1, n), generator=gen)
 
     prompt = pick(PROMPT_TOKENS)
-    options = {"do_sample": False, "pad_token_id": 3, "eos_token_id": None}
     decode = 0.0
     with torch.inference_mode():
         for _ in range(2):  # best of two: the machine is shared
             t0 = time.perf_counter()
-            net.generate(prompt, max_new_tokens=1, min_new_tokens=1, **options)
+            greedy(net, prompt, 1)
             t1 = time.perf_counter()
-            net.generate(prompt, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, **options)
+            greedy(net, prompt, NEW_TOKENS)
             t2 = time.perf_counter()
             decode = max(decode, (NEW_TOKENS - 1) / ((t2 - t1) - (t1 - t0)))
     forced = [pick(FORCED[1]) for _ in range(FORCED[0])]
@@ -268,6 +274,20 @@ def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
                   limit_tok_s=round(bandwidth * 1e9 / int8_bytes, 1))
     result["of_limit"] = round(result["decode_tok_s"] / result["limit_tok_s"], 2)
     return result
+
+
+def greedy(net: Any, prompt: Any, n: int) -> None:
+    """Exactly ``n`` greedy tokens after ``prompt`` (1 × m), the end token ignored."""
+    from daemon.generation import bloom
+
+    if not isinstance(net, bloom.Bloom):
+        net.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                     pad_token_id=3, eos_token_id=None)
+        return
+    cache: list[list[Any]] = [[] for _ in net.blocks]
+    step = prompt[0]
+    for _ in range(n):
+        step = net(step, cache).argmax(-1)
 
 
 def _pruned_agreement(cache: Path, argmax: list[Any], kept: Any) -> tuple[Any, Any]:
@@ -313,12 +333,55 @@ def fp32_on_pruned_inputs(cache: Path, dirs: dict[str, Path]) -> None:
     (cache / "fp32_argmax_pruned.json").write_text(json.dumps(out))
 
 
+PROMPT = "human:天气:晴天,日期:工作日,时间:上午,提示我去做:喝水assistant:"
+
+
+def cold_start(folder: Path, kernel: str, threads: int = 2) -> dict[str, Any]:
+    """Spawn the worker as the daemon does; seconds until its first generated token."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
+        "PYTHONPATH", "")]), "CHIME_WORKER_LOG": "WARNING"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "daemon.generation.worker"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin and proc.stdout
+    load = {"op": "load", "models_dir": str(folder), "backend": "torch-int8", "device": "cpu",
+            "kernel": kernel, "threads": threads, "keep_warm": 30}
+    one = {"op": "generate", "items": [{"id": 1, "prompt": PROMPT, "seed": 1}],
+           "decoding": {"temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0,
+                        "max_new_tokens": 1}}
+    proc.stdin.write(json.dumps(load) + "\n" + json.dumps(one) + "\n")
+    proc.stdin.flush()
+    events = {}
+    for line in proc.stdout:
+        event = json.loads(line)
+        events.setdefault(event["event"], (time.perf_counter() - started, event))
+        if event["event"] in ("done", "error"):
+            break
+    proc.stdin.close()
+    proc.wait(60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if "result" not in events:
+        raise RuntimeError(f"worker failed: {events}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"first_token_s": round(events["result"][0], 2), "cpu_s": round(cpu, 2),
+            "ready_s": round(events["ready"][0], 2),
+            "peak_mb": round(events["done"][1]["peak_rss_mb"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path,
                         default=Path.home() / ".cache" / "chime-bench" / "generation")
     parser.add_argument("--backends", default=",".join(ALL))
+    parser.add_argument("--cold-runs", type=int, default=3,
+                        help="worker cold starts per torch-int8 variant (best is printed)")
+    parser.add_argument("--peers", default="",
+                        help="also run these peers: llama.cpp, ctranslate2 (bench/peers.py)")
+    parser.add_argument("--install-peers", action="store_true",
+                        help="pip-install the peers that are missing (not chime dependencies)")
     parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--peer-path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -328,10 +391,17 @@ def main() -> None:
     if args.run == "fp32-pruned":
         fp32_on_pruned_inputs(args.cache, dirs)
         return
+    if args.run and args.run.startswith("peer:"):
+        print(json.dumps(peers.run(args.run[5:], args.peer_path, NEW_TOKENS)), flush=True)
+        return
+    if args.run and args.run.startswith("peer-first:"):
+        peers.first_token(args.run[11:], args.peer_path)
+        return
     if args.run:
         print(json.dumps(run_one(args.run, args.cache, dirs)), flush=True)
         return
-    install(args.cache, prepare(args.cache))
+    hub = prepare(args.cache)
+    install(args.cache, hub)
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     for name in names:
         if name == "torch-int8-40k" and not (args.cache / "fp32_argmax_pruned.json").exists() \
@@ -346,6 +416,16 @@ def main() -> None:
                   flush=True)
             continue
         r = json.loads(lines[-1])
+        if name.startswith("torch-int8") and args.cold_runs:
+            folder = dirs["sep" if name.endswith("-sep") else "40k" if name.endswith("-40k")
+                          else "merged"]
+            kernel = KERNELS.get(name.rpartition("-")[2], "auto")
+            colds = [cold_start(folder, kernel) for _ in range(args.cold_runs)]
+            best = min(colds, key=lambda c: c["first_token_s"])
+            print(f"{name:15} cold start: first token {best['first_token_s']:.2f}s (ready "
+                  f"{best['ready_s']:.2f}s, worker CPU {best['cpu_s']:.2f}s, peak "
+                  f"{best['peak_mb']} MB; best of {len(colds)}: "
+                  f"{[c['first_token_s'] for c in colds]})", flush=True)
         print(f"{name:15} load {r['load_s']:5.1f}s  peak load {r['peak_load_mb']:6d} MB  "
               f"rss after load {r['rss_after_load_mb']:6d} MB  peak {r['peak_mb']:6d} MB  "
               f"decode {r['decode_tok_s']:5.2f} tok/s  limit {r['limit_tok_s']:5.1f} tok/s "
@@ -354,6 +434,32 @@ def main() -> None:
               + (f" ({r['agreement_kept']} where fp32 picks a kept token)"
                  if "agreement_kept" in r else "") + "  "
               f"[{r['info'].get('engine', '')}]", flush=True)
+
+    run_peers([n.strip() for n in args.peers.split(",") if n.strip()], args, hub, dirs)
+
+
+def run_peers(names: list[str], args: argparse.Namespace, hub: Path,
+              dirs: dict[str, Path]) -> None:
+    """The peers on the same merged weights, each in its own process (bench/peers.py)."""
+    if args.install_peers:
+        peers.install(names)
+    for name in names:
+        path = peers.prepare(name, args.cache, hub, dirs["merged"] / "adapter")
+        done = subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "--run",
+                               f"peer:{name}", "--peer-path", str(path)], capture_output=True,
+                              text=True, check=False)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        if done.returncode or not lines:
+            print(f"{name}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}",
+                  flush=True)
+            continue
+        r = json.loads(lines[-1])
+        colds = [peers.cold_start(name, path, Path(__file__)) for _ in range(args.cold_runs)]
+        best = min(colds, key=lambda c: c["first_token_s"])
+        print(f"{name:15} load {r['load_s']:5.2f}s  peak load {r['peak_load_mb']:6d} MB  "
+              f"peak {r['peak_mb']:6d} MB  decode {r['decode_tok_s']:5.2f} tok/s  cold start: "
+              f"first token {best['first_token_s']:.2f}s (CPU {best['cpu_s']:.2f}s, peak "
+              f"{best['peak_mb']} MB; {[c['first_token_s'] for c in colds]})", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 from dateutil.relativedelta import relativedelta
 
@@ -41,36 +41,50 @@ def cn_number(text: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # "… later": 十分钟后, 一个半小时后, 1小时30分钟后, 三天后
 
-_UNIT_SECONDS = {"秒": 1, "秒钟": 1, "分": 60, "分钟": 60, "小时": 3600, "钟头": 3600,
-                 "天": 86400, "日": 86400, "周": 604800, "星期": 604800, "礼拜": 604800}
+_ELAPSED = {"秒": timedelta(seconds=1), "秒钟": timedelta(seconds=1), "分": timedelta(minutes=1),
+            "分钟": timedelta(minutes=1), "小时": timedelta(hours=1), "钟头": timedelta(hours=1)}
+_DAYS = {"天": 1, "日": 1, "周": 7, "星期": 7, "礼拜": 7}
 _AMOUNT = re.compile(
     rf"(?P<n>{NUM}|半)(?:个)?(?P<half>半)?(?P<unit>秒钟?|分钟?|小时|钟头|天|日|周|星期|礼拜|月)"
+    r"(?P<after>半)?"  # 一天半
 )
 _LATER = re.compile(r"^(?P<body>.+?)(?:以后|之后|后)$")
 
 
-def _amount(body: str) -> relativedelta | None:
-    """``一个半小时`` → 1 h 30 min, ``半个月`` → 15 days; the whole text must be amounts."""
-    seconds, months, pos = 0.0, 0.0, 0
+def _amount(body: str) -> tuple[relativedelta, timedelta] | None:
+    """``三天`` → 3 calendar days, ``一个半小时`` → 1 h 30 min elapsed, ``一天半`` → a day and
+    12 hours, ``半个月`` → 15 days;
+    the whole text must be amounts, else None."""
+    calendar, elapsed, pos = relativedelta(), timedelta(), 0
     for m in _AMOUNT.finditer(body):
         if m.start() != pos:
             return None
         pos = m.end()
-        count = 0.5 if m["n"] == "半" else cn_number(m["n"]) + (0.5 if m["half"] else 0)
-        if m["unit"] == "月":
-            months += count
-        else:
-            seconds += count * _UNIT_SECONDS[m["unit"]]
+        halves = 0.5 if m["half"] or m["after"] else 0.0
+        count = 0.5 if m["n"] == "半" else cn_number(m["n"]) + halves
+        unit = m["unit"]
+        if unit in _ELAPSED:
+            elapsed += _ELAPSED[unit] * count
+        elif unit == "月":
+            calendar += relativedelta(months=int(count), days=15 if count % 1 else 0)
+        else:  # whole days keep the wall time, half a day is 12 hours
+            days = count * _DAYS[unit]
+            calendar += relativedelta(days=int(days))
+            elapsed += timedelta(days=days % 1)
     if not pos or pos != len(body):
         return None
-    whole = int(months)
-    return relativedelta(months=whole, days=15 if months > whole else 0, seconds=int(seconds))
+    return calendar, elapsed
 
 
 def _later(text: str, now: datetime) -> datetime | None:
+    """``三天后`` keeps the wall time three days on; ``90分钟后`` is 90 minutes of real time,
+    across a DST change too."""
     m = _LATER.match(text)
-    delta = _amount(m["body"]) if m else None
-    return now + delta if delta is not None else None
+    found = _amount(m["body"]) if m else None
+    if found is None:
+        return None
+    calendar, elapsed = found
+    return ((now + calendar).astimezone(timezone.utc) + elapsed).astimezone(now.tzinfo)
 
 
 # ---------------------------------------------------------------------------------------------

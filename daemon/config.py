@@ -159,7 +159,7 @@ class ModelSettings:
     models_dir: str = ""
     backend: str = "auto"
     device: str = "auto"
-    kernel: str = "auto"  # torch-int8 matmuls: auto, dynamic (quantized engine), weight-only
+    kernel: str = "auto"  # torch-int8 matmuls: auto, int-mm, dynamic (quantized), weight-only
     enabled: bool = True
     temperature: float = 0.8
     top_p: float = 0.9

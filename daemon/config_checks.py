@@ -122,8 +122,8 @@ def _model(s: Settings) -> list[str]:
         problems.append("[model] backend: must be one of auto, bnb-int8, torch-int8, bf16, fp32")
     if m.device not in ("auto", "cpu", "cuda"):
         problems.append("[model] device: must be one of auto, cpu, cuda")
-    if m.kernel not in ("auto", "dynamic", "weight-only"):
-        problems.append("[model] kernel: must be one of auto, dynamic, weight-only")
+    if m.kernel not in ("auto", "int-mm", "dynamic", "weight-only"):
+        problems.append("[model] kernel: must be one of auto, int-mm, dynamic, weight-only")
     if m.batch_window > s.daemon.horizon:
         problems.append("[model] batch_window: must not exceed [daemon] horizon")
     if m.timeout <= timedelta(0):

@@ -289,7 +289,8 @@ def _guard_view(app: Planned, since: datetime) -> dict[str, Any]:
     recent = DecisionLog(app.db).recent()
     if recent and datetime.fromisoformat(recent[0]["at"]) >= since.replace(microsecond=0):
         return recent[0]
-    return decision_dict(guard_for(app.settings).peek())
+    notes: list[str] = []  # a command shows what the machine lacks; it does not log it
+    return {**decision_dict(guard_for(app.settings, notes=notes).peek()), "notes": notes}
 
 
 def snooze(app: Planned, occurrence_id: int, delay: timedelta | None = None, by: str = "cli"

@@ -77,13 +77,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyModel]:
 @pytest.fixture(scope="session")
 def installed(tiny: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
     """A models dir with base + adapter pulled (the pickle converted) and a merged int8 build."""
-    from daemon.generation import model
+    from daemon.generation.build import build
     from daemon.generation.files import ModelFiles, pull
 
     files = ModelFiles(tmp_path_factory.mktemp("models"))
     pull(str(tiny.base), "base", files)
     pull(str(tiny.adapter_bin), "adapter", files)
-    model.build(files, merge=True)
+    build(files, merge=True)
     return files
 
 

@@ -29,6 +29,7 @@ from daemon.http import (
 from daemon.http_cache import cached_document, fetch_cached, is_due
 from daemon.store.db import Database
 from tests.context_fixtures import Sleeps, fast_policy, hits, refused_url
+from tests.hostile_server import HostileServer
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 ICS = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-CALNAME:节假日\r\nEND:VCALENDAR\r\n"
@@ -258,3 +259,16 @@ def test_validate_refuses_a_bad_body_and_keeps_the_good_one(
                        validate=must_be_calendar)
     assert isinstance(doc.error, FetchPayloadError) and "not an iCalendar" in str(doc.error)
     assert doc.body == ICS and cached_document(db, url).body == ICS  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ["silent", "trickle"])
+def test_one_deadline_for_the_whole_call(mode: str, session: requests.Session) -> None:
+    """Per-read timeouts never trip on a server that sends one byte per second; the call's
+    deadline does, retries included."""
+    policy = fast_policy(read_timeout=5.0, retries=3, total_timeout=1.5)
+    with HostileServer() as server:
+        server.mode, server.good = mode, {"json": b'{"ok": true}'}
+        started = time.monotonic()
+        with pytest.raises(FetchTimeout, match=r"within 1\.5s"):
+            request(session, server.url("/x.json"), policy=policy)
+    assert time.monotonic() - started < 1.5 + 3.0  # a loaded CI machine; unbounded before

@@ -120,3 +120,12 @@ def test_when_never_crashes(text: str) -> None:
     except InputError:
         return
     assert result.tzinfo is not None
+
+
+def test_amounts_of_time_across_a_dst_change() -> None:
+    ny = ZoneInfo("America/New_York")
+    now = datetime(2026, 3, 7, 10, 0, tzinfo=ny)  # clocks jump 02:00 → 03:00 on 03-08
+    later = parse_when("24小时后", now, ny)
+    assert later.timestamp() - now.timestamp() == 24 * 3600  # real hours
+    assert later.hour == 11  # on the wall clock, one more
+    assert parse_when("三天后", now, ny) == datetime(2026, 3, 10, 10, 0, tzinfo=ny)  # wall time

@@ -61,12 +61,12 @@ def build(separate: bool, embedding: str, vocab: int, no_measure: bool) -> None:
     """
     if vocab < 0:
         raise InputError("--vocab must be 0 (keep) or a positive number of tokens")
-    from daemon.generation import model as builder
     from daemon.generation import supervisor
+    from daemon.generation.build import build as build_artifact
 
     settings = get_app(click.get_current_context()).settings
     files = supervisor.model_files(settings)
-    meta = builder.build(files, merge=not separate, embedding=embedding, vocab=vocab)
+    meta = build_artifact(files, merge=not separate, embedding=embedding, vocab=vocab)
     click.echo(f"built {files.artifact} ({_mb(meta['size_bytes'])}, vocabulary "
                f"{meta['vocab_size']}, {'merged' if meta['merged'] else 'separate'} LoRA) "
                f"in {meta['build_s']}s")
@@ -184,8 +184,8 @@ def train(data: Path, out: Path, name: str | None, base: Path | None, allow_bad:
     state = checkpoint.check_out(out, resume)
     hyper = _hyper(ctx, options, state)
     files = supervisor.model_files(settings)
-    base = base or files.base
-    if base == files.base and files.missing("base"):
+    base = (base or files.base).resolve()
+    if base == files.base.resolve() and files.missing("base"):
         raise InputError(f"no base model in {base}: run `chime model pull --only base` "
                          "(or pass --base DIR)")
     checked = dataset.read(data)

@@ -59,8 +59,7 @@ def check_resume(state: dict[str, Any], data: DataSet, base: Path) -> None:
         raise InputError(f"the checkpoint was trained on the base {state['base']}, not {base}")
 
 
-def save(out: Path, model: Any, optimizer: Any, scheduler: Any,
-                     state: dict[str, Any]) -> None:
+def save(out: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
     """Adapter, optimizer, schedule, RNG and progress; replaced atomically."""
     import torch
 
@@ -80,6 +79,7 @@ def save(out: Path, model: Any, optimizer: Any, scheduler: Any,
 
 
 def restore(out: Path, model: Any, optimizer: Any, scheduler: Any) -> None:
+    """Put the saved adapter, optimizer, schedule and RNG states back in place."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file

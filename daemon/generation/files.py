@@ -86,14 +86,52 @@ class ModelFiles:
         write_json(self.artifact / "chime.json", meta)
 
     def usable(self, backend: str) -> str | None:
-        """Why ``backend`` cannot run from these files, or None when it can (``auto``: either)."""
-        if backend == "torch-int8":
-            return self.missing("int8")
-        pair = self.missing("base") or self.missing("adapter")
-        if backend == "auto":
-            return None if not self.missing("int8") or not pair else (
-                f"no model installed: {self.missing('int8')}; {pair}")
-        return pair
+        """Why ``backend`` cannot run from these files, or None when it can. The daemon does
+        not know about CUDA (it never imports torch): for ``auto`` a GPU is assumed possible."""
+        return choose_backend(self, backend, "auto", cuda=None).problem
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What runs: backend and device, why, and what keeps it from running (None: nothing)."""
+
+    backend: str
+    device: str
+    why: str
+    problem: str | None = None
+
+
+def choose_backend(files: ModelFiles, backend: str, device: str, cuda: bool | None,
+                   bnb_problem: str | None = None) -> Choice:
+    """The one decision of what ``[model] backend``/``device`` mean here (worker, doctor,
+    daemon all ask this). ``cuda``: a CUDA GPU is usable (None: not known, maybe);
+    ``bnb_problem``: why bitsandbytes cannot run on it, None when it can.
+
+    ``auto``: CUDA + bitsandbytes + pulled base/adapter → bnb-int8; CUDA without a working
+    bitsandbytes and no artifact → bf16 on the GPU; else the int8 artifact → torch-int8 on the
+    CPU; else nothing, with the command that fixes it.
+    """
+    gpu = cuda is not False
+    if device == "auto":
+        device = "cuda" if cuda else "cpu"
+    pair = files.missing("base") or files.missing("adapter")
+    artifact = files.missing("int8")
+    if backend != "auto":
+        problem = artifact if backend == "torch-int8" else pair
+        return Choice(backend, device, f"configured backend {backend}", problem)
+    if gpu and device != "cpu" and not pair:
+        if bnb_problem is None:
+            return Choice("bnb-int8", "cuda", "CUDA and bitsandbytes are available")
+        if artifact:
+            return Choice("bf16", "cuda", f"CUDA, bitsandbytes unusable ({bnb_problem}), "
+                          "no int8 artifact")
+    if artifact is None:
+        return Choice("torch-int8", "cpu", "int8 artifact built; runs on the CPU")
+    if pair:
+        return Choice("torch-int8", "cpu", "nothing installed", f"no model installed: "
+                      f"{artifact}; {pair}; run `chime model pull` and `chime model build`")
+    return Choice("torch-int8", "cpu", "no int8 artifact", f"no usable model for backend auto: "
+                  f"{artifact}; run `chime model build` (or set [model] backend = \"bf16\")")
 
 
 def weight_files(folder: Path) -> list[Path]:

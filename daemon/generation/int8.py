@@ -1,15 +1,19 @@
 """Int8 tensors for the device artifact: quantize, map from disk, and run without an fp32 copy.
 
 The artifact stores plain tensors (int8 weights + one fp32 scale per output row), so it is the
-same file on x86 and ARM. At load time each linear layer picks a kernel:
+same file on x86 and ARM. At load time ``choose_kernel`` picks how the linear layers multiply:
 
-* ``dynamic``: the quantized engine's int8 GEMM (``quantized::linear_dynamic``; activations
-  quantized per batch) — ``x86``/``fbgemm`` on Intel/AMD, ``qnnpack`` on ARM. Its weights are
-  repacked once into the engine's layout (anonymous memory, read from the file, not mapped).
+* ``int-mm`` (default on x86): ``torch._int_mm``, oneDNN's int8 GEMM, straight on the mapped
+  int8 weights; activations quantized per token (symmetric int8). Nothing is repacked, so
+  loading is mapping the file.
+* ``dynamic`` (default on ARM): the quantized engine's int8 GEMM (``quantized::linear_dynamic``)
+  — ``qnnpack`` on ARM, ``x86``/``fbgemm`` elsewhere. Its weights are repacked once into the
+  engine's layout (anonymous memory, read from the file, not mapped): seconds per GB.
 * ``weight-only``: ``torch._weight_int8pack_mm`` on the mapped int8 weights (bf16 activations);
-  used when no quantized engine exists, and for a tied embedding/output matrix.
+  used when neither is available.
 
-Only this module and ``model.py`` import torch; the daemon never imports either.
+Only this module, ``bloom.py``, ``model.py`` and ``build.py`` import torch; the daemon never
+imports any of them.
 """
 
 from __future__ import annotations
@@ -46,6 +50,26 @@ def select_engine(machine: str | None = None) -> str | None:
     return None
 
 
+KERNELS = ("int-mm", "dynamic", "weight-only")
+
+
+def choose_kernel(setting: str, machine: str | None = None) -> str:
+    """The kernel for ``[model] kernel`` on this CPU (``auto``: int-mm on x86, dynamic on ARM,
+    weight-only without either); sets the quantized engine when the kernel uses it."""
+    machine = (machine or platform.machine()).lower()
+    kernel = setting
+    if setting == "auto":
+        kernel = "dynamic" if machine in ARM else "int-mm"
+    if kernel == "dynamic" and select_engine(machine) is None:
+        if setting != "auto":
+            raise GenerationError("no quantized engine in this torch build (use kernel "
+                                  "weight-only)")
+        kernel = "weight-only"
+    if kernel not in KERNELS:
+        raise GenerationError(f"unknown kernel {setting!r} (one of auto, {', '.join(KERNELS)})")
+    return kernel
+
+
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row int8: ``weight ≈ q * scale[:, None]``."""
     w = weight.float()
@@ -72,6 +96,7 @@ class SafetensorsFile:
             self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
             self.entries: dict[str, dict[str, Any]] = header
             self._base = 8 + size
+            self._viewed = False
             self._fd = os.open(path, os.O_RDONLY)
             self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError, struct.error) as exc:
@@ -95,6 +120,7 @@ class SafetensorsFile:
     def view(self, name: str) -> torch.Tensor:
         """A read-only view onto the mapped file (no copy)."""
         dtype, shape, offset, nbytes = self._spec(name)
+        self._viewed = True
         if nbytes == 0:
             return torch.empty(shape, dtype=dtype)
         with warnings.catch_warnings():  # the map is read-only; we never write to it
@@ -122,52 +148,66 @@ class SafetensorsFile:
         return out
 
     def close(self) -> None:
-        """Release the file (views taken earlier keep the mapping alive until freed)."""
+        """Release the file, and the mapping unless views were taken (torch does not pin the
+        map: the views keep a reference to it, and it is unmapped when the last one goes)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if not self._viewed:
+            self._map.close()
+
+    def __enter__(self) -> SafetensorsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Int8Linear(nn.Module):
-    """``y = x @ (q * scale).T + bias`` with int8 ``q``, on the chosen kernel."""
+    """``y = x @ (q * scale).T + bias`` with int8 ``q``, on one of the ``KERNELS``."""
 
     weight: torch.Tensor
     scale: torch.Tensor
     bias: torch.Tensor | None
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-                 engine: str | None) -> None:
+                 kernel: str) -> None:
         super().__init__()
         self.out_features, self.in_features = q.shape
-        self.engine = engine
-        if engine:  # repack for the quantized engine; q may be freed afterwards
+        self.kernel = kernel
+        if kernel == "dynamic":  # repack for the quantized engine; q may be freed afterwards
             zeros = torch.zeros(q.shape[0], dtype=torch.long)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 qt = torch._make_per_channel_quantized_tensor(q, scale.double(), zeros, 0)
                 self._packed = torch.ops.quantized.linear_prepack(
                     qt, None if bias is None else bias.float())
-            self.reduce_range = engine != "qnnpack"
-        else:
-            self.register_buffer("weight", q, persistent=False)
-            self.register_buffer("scale", scale.to(torch.bfloat16), persistent=False)
-            self.register_buffer("bias", None if bias is None else bias.float(),
-                                 persistent=False)
+            self.reduce_range = torch.backends.quantized.engine != "qnnpack"
+            return
+        self.register_buffer("weight", q, persistent=False)
+        self.register_buffer("scale", scale.to(torch.bfloat16 if kernel == "weight-only"
+                                               else torch.float32), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        flat = x.reshape(-1, self.in_features)
-        if self.engine:
-            y = torch.ops.quantized.linear_dynamic(flat.float(), self._packed, self.reduce_range)
+        flat = x.reshape(-1, self.in_features).float()
+        if self.kernel == "dynamic":
+            y = torch.ops.quantized.linear_dynamic(flat, self._packed, self.reduce_range)
         else:
-            y = torch._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight,
-                                          self.scale).float()
+            if self.kernel == "int-mm":  # per-token symmetric int8 activations
+                x_scale = flat.abs().amax(-1, keepdim=True).clamp(min=1e-8) / 127.0
+                x_q = torch.round(flat / x_scale).to(torch.int8)
+                y = torch._int_mm(x_q, self.weight.t()).float() * x_scale * self.scale
+            else:
+                y = torch._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight,
+                                              self.scale).float()
             if self.bias is not None:
                 y = y + self.bias
         return y.reshape(*lead, self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, kernel={self.engine or 'weight-only'}"
+        return f"{self.in_features}, {self.out_features}, kernel={self.kernel}"
 
 
 class Int8Embedding(nn.Module):

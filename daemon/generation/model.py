@@ -12,10 +12,8 @@ import json
 import logging
 import os
 import platform
-import shutil
-import time
 import warnings
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,8 @@ from torch import nn
 
 from daemon.context.prompt import END_MARKER
 from daemon.errors import GenerationError
-from daemon.generation import int8
-from daemon.generation.files import ARTIFACT_FORMAT, ModelFiles, weight_files, write_json
-from daemon.generation.vocab import prune_tokenizer
+from daemon.generation import bloom, int8
+from daemon.generation.files import ModelFiles, choose_backend
 
 log = logging.getLogger("daemon.generation.model")
 EMBEDDING = "transformer.word_embeddings.weight"
@@ -45,7 +42,11 @@ class Decoding:
 
 @dataclass
 class Loaded:
-    """A model ready to write: ``generate(prompt, seed)`` → (raw text, new tokens)."""
+    """A model ready to write: ``generate(prompt, seed)`` → (raw text, new tokens).
+
+    ``model`` is a ``bloom.Bloom`` with a ``bloom.Tokenizer`` (torch-int8), or a transformers
+    model with its tokenizer (bnb-int8, bf16, fp32).
+    """
 
     model: Any
     tokenizer: Any
@@ -54,6 +55,16 @@ class Loaded:
     info: dict[str, Any] = field(default_factory=dict)
 
     def generate(self, prompt: str, seed: int, decoding: Decoding) -> tuple[str, int]:
+        if isinstance(self.model, bloom.Bloom):
+            tok: bloom.Tokenizer = self.tokenizer
+            how = bloom.Sampling(decoding.temperature, decoding.top_p,
+                                 decoding.repetition_penalty)
+            new = bloom.generate(self.model, tok.encode(prompt), how, decoding.max_new_tokens,
+                                 lambda ids: END_MARKER in tok.decode(ids), seed)
+            return tok.decode(new), len(new)
+        return self._generate_hf(prompt, seed, decoding)
+
+    def _generate_hf(self, prompt: str, seed: int, decoding: Decoding) -> tuple[str, int]:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         tok = self.tokenizer
@@ -69,7 +80,8 @@ class Loaded:
         options: dict[str, Any] = {"do_sample": sample, "max_new_tokens": decoding.max_new_tokens,
                                    "repetition_penalty": decoding.repetition_penalty}
         if sample:
-            options.update(temperature=decoding.temperature, top_p=decoding.top_p)
+            options.update(temperature=decoding.temperature, top_p=decoding.top_p,
+                           top_k=bloom.TOP_K)
         with torch.inference_mode():
             out = self.model.generate(
                 **enc, **options, stopping_criteria=StoppingCriteriaList([_AtEnd()]),
@@ -80,25 +92,18 @@ class Loaded:
 
 
 def resolve(files: ModelFiles, backend: str, device: str) -> tuple[str, str, str]:
-    """(backend, device, why) for ``auto`` settings on this machine."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if backend != "auto":
-        return backend, device, f"configured backend {backend}"
-    pair = files.missing("base") or files.missing("adapter")
-    if device == "cuda" and not pair:
+    """(backend, device, why) on this machine (``files.choose_backend`` decides)."""
+    cuda = torch.cuda.is_available()
+    bnb_problem = None
+    if cuda and backend == "auto":
         try:
             import bitsandbytes  # noqa: F401
-            return "bnb-int8", device, "CUDA and bitsandbytes are available"
         except Exception as exc:  # bnb raises odd errors on unsupported GPUs
-            reason = f"bitsandbytes unusable ({type(exc).__name__})"
-            if files.missing("int8"):
-                return "bf16", device, f"CUDA, {reason}, no int8 artifact"
-    problem = files.missing("int8")
-    if problem is None:
-        return "torch-int8", "cpu", "int8 artifact built; runs on the CPU"
-    raise GenerationError(f"no usable model for backend auto: {problem}; run `chime model "
-                          "build` (or set [model] backend = \"bf16\")")
+            bnb_problem = type(exc).__name__
+    choice = choose_backend(files, backend, device, cuda, bnb_problem)
+    if choice.problem and backend == "auto":
+        raise GenerationError(choice.problem)
+    return choice.backend, choice.device, choice.why
 
 
 def load(files: ModelFiles, backend: str = "auto", device: str = "auto", kernel: str = "auto",
@@ -187,235 +192,97 @@ def read_adapter(folder: Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tens
     return out, scaling
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
+LINEARS = ("self_attention.query_key_value", "self_attention.dense", "mlp.dense_h_to_4h",
+           "mlp.dense_4h_to_h")
 
 
 def load_int8(files: ModelFiles, kernel: str = "auto") -> Loaded:
-    """Build the model on the meta device and fill it from the mapped int8 artifact."""
+    """The artifact as a ``bloom.Bloom``: int8 layers filled from the file, no fp32 copy."""
     problem = files.missing("int8")
     if problem:
         raise GenerationError(f"torch-int8 needs the built artifact: {problem}")
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     meta = files.artifact_meta()
-    engine = int8.select_engine() if kernel in ("auto", "dynamic") else None
-    if kernel == "dynamic" and engine is None:
-        raise GenerationError("no quantized engine in this torch build (use kernel weight-only)")
+    kernel = int8.choose_kernel(kernel)
     lora, scaling = ({}, 1.0) if meta.get("merged") else read_adapter(files.adapter)
-    st = int8.SafetensorsFile(files.artifact / "model.safetensors")
     try:
-        config = AutoConfig.from_pretrained(files.artifact)
-        tokenizer = AutoTokenizer.from_pretrained(files.artifact)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
-        if meta.get("embedding", "int8") == "int8":  # the head first: lowest peak while packing
-            scale = st.read(EMBEDDING.replace(".weight", ".scale"))
-            head_q = st.read(EMBEDDING) if engine else st.view(EMBEDDING)
-            model.lm_head = int8.Int8Linear(head_q, scale, None, engine)
-            del head_q
-            model.transformer.word_embeddings = int8.Int8Embedding(st.view(EMBEDDING), scale)
-        else:
-            table = st.view(EMBEDDING)
-            model.lm_head = int8.Bf16Head(table)
-            model.transformer.word_embeddings = int8.Bf16Embedding(table)
-        done = {EMBEDDING, EMBEDDING.replace(".weight", ".scale")}
-        for name, module in list(model.named_modules()):
-            if not isinstance(module, nn.Linear) or name == "lm_head":
-                continue
-            keys = [f"{name}.weight", f"{name}.scale", f"{name}.bias"]
-            q = st.read(keys[0]) if engine else st.view(keys[0])
-            bias = st.read(keys[2]) if keys[2] in st else None
-            layer: nn.Module = int8.Int8Linear(q, st.read(keys[1]), bias, engine)
-            if name in lora:
-                layer = int8.LoraLinear(layer, *lora.pop(name), scaling)
-            _set_module(model, name, layer)
-            done.update(keys)
-            del q
-            trim_memory()  # the read buffers interleave with packed weights: give them back
-        if lora:
-            raise GenerationError(f"adapter targets unknown layers: {sorted(lora)[:3]}")
-        rest = {k: st.read(k).float() for k in st.entries
-                if k not in done and not k.startswith(int8.PAD)}
-        model.load_state_dict(rest, strict=False, assign=True)
+        shape = bloom.Shape.read(files.artifact)
+        with int8.SafetensorsFile(files.artifact / "model.safetensors") as st:
+            net = _assemble(st, shape, meta.get("embedding", "int8"), kernel,
+                            lambda name, layer: _with_lora(name, layer, lora, scaling))
+        tokenizer = bloom.Tokenizer(files.artifact)
     except GenerationError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # corrupt or mismatched files
         raise GenerationError(f"cannot load the int8 artifact: {exc}".splitlines()[0]) from exc
-    finally:
-        st.close()
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:
-        raise GenerationError(f"the int8 artifact lacks {left[:3]}")
-    model.eval()
-    info = {"merged": bool(meta.get("merged")), "engine": engine or "weight-only",
-            "embedding": meta.get("embedding", "int8"), "vocab_size": config.vocab_size,
-            "machine": platform.machine()}
-    return Loaded(model, tokenizer, "torch-int8", "cpu", info)
-
-
-def build(files: ModelFiles, merge: bool = True, embedding: str = "int8",
-          vocab: int = 0, chunk_rows: int = 8192) -> dict[str, Any]:
-    """Make ``files.artifact`` from the pulled base and adapter, streaming one tensor at a time.
-
-    Linear layers become int8 per output channel (LoRA merged in first when ``merge``); the
-    tied embedding/output matrix int8 per row (or bf16); ``vocab`` > 0 prunes the vocabulary
-    to about that many tokens used by Chinese and English text (tokenizer rewritten to match).
-    """
-    for part in ("base", "adapter"):
-        problem = files.missing(part)
-        if problem:
-            raise GenerationError(f"build needs the pulled {part}: {problem}")
-    started = time.monotonic()
-    sources: dict[str, int8.SafetensorsFile] = {}
-    for path in weight_files(files.base):
-        st = int8.SafetensorsFile(path)
-        for key in st.entries:
-            canonical = key if key.startswith(("transformer.", "lm_head")) else f"transformer.{key}"
-            sources[canonical] = st
-    names = {k: k if k in sources[k].entries else k.removeprefix("transformer.") for k in sources}
-    config = json.loads((files.base / "config.json").read_text(encoding="utf-8"))
-    if EMBEDDING not in sources:
-        raise GenerationError("the base model has no word embeddings; is it a BLOOM model?")
-    if not config.get("tie_word_embeddings", True):
-        raise GenerationError("only models with a tied output layer are supported")
-    lora, scaling = read_adapter(files.adapter) if merge else ({}, 1.0)
-    tmp = files.root / ".int8.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tokenizer_json = json.loads((files.base / "tokenizer.json").read_text(encoding="utf-8"))
-    keep: torch.Tensor | None = None
-    if vocab:
-        tokenizer_json, kept = prune_tokenizer(tokenizer_json, vocab)
-        keep = torch.tensor(kept)
-    _save_tokenizer(files.base, tmp, tokenizer_json)
-
-    def shape(key: str) -> list[int]:
-        return list(sources[key].entries[names[key]]["shape"])
-
-    vocab_rows = len(keep) if keep is not None else shape(EMBEDDING)[0]
-    plan: list[tuple[str, torch.dtype, list[int]]] = []
-    big = [k for k in sources if len(shape(k)) == 2 and k != "lm_head.weight"]
-    emb_dtype = torch.int8 if embedding == "int8" else torch.bfloat16
-    for key in big:
-        rows = vocab_rows if key == EMBEDDING else shape(key)[0]
-        plan.append((key, emb_dtype if key == EMBEDDING else torch.int8, [rows, shape(key)[1]]))
-        if plan[-1][1] == torch.int8:
-            plan.append((key.replace(".weight", ".scale"), torch.float32, [rows]))
-    small = [k for k in sources if len(shape(k)) != 2]
-    plan += [(k, torch.float32, shape(k)) for k in small]
-    order = {torch.int8: 0, torch.float32: 1, torch.bfloat16: 2}  # scales known after weights
-    plan.sort(key=lambda p: order[p[1]])
-    plan, sizes = int8.aligned(plan)
-    writer = int8.SafetensorsWriter(tmp / "model.safetensors", plan, {"format": ARTIFACT_FORMAT})
-    scales: dict[str, torch.Tensor] = {}
-    try:
-        for name, dtype, _ in plan:
-            if name.startswith(int8.PAD):  # kernels want their weights aligned in the mapped file
-                writer.write(name, torch.zeros(sizes[name], dtype=torch.int8))
-            elif name.endswith(".scale"):
-                writer.write(name, scales.pop(name))
-            elif name in small:
-                writer.write(name, sources[name].read(names[name]).float())
-            elif name == EMBEDDING:
-                _write_embedding(writer, sources[name], names[name], keep, dtype, scales,
-                                 chunk_rows)
-            else:
-                weight = sources[name].read(names[name]).float()
-                module = name.removesuffix(".weight")
-                if module in lora:
-                    a, b = lora.pop(module)
-                    weight += scaling * (b @ a)
-                q, scales[name.replace(".weight", ".scale")] = int8.quantize_rows(weight)
-                del weight
-                writer.write(name, q)
-    finally:
-        writer.close()
     if lora:
-        raise GenerationError(f"adapter targets layers the base lacks: {sorted(lora)[:3]}")
-    _write_config(config, tmp, keep, tokenizer_json)
-    meta = {"format": ARTIFACT_FORMAT, "merged": merge, "embedding": embedding,
-            "vocab_size": vocab_rows, "vocab_pruned": bool(vocab),
-            "original_vocab_size": shape(EMBEDDING)[0],
-            "base": _source(files.base), "adapter": _source(files.adapter),
-            "torch": torch.__version__, "built_on": platform.machine(),
-            "build_s": round(time.monotonic() - started, 1),
-            "size_bytes": (tmp / "model.safetensors").stat().st_size}
-    write_json(tmp / "chime.json", meta)
-    shutil.rmtree(files.artifact, ignore_errors=True)
-    tmp.replace(files.artifact)
-    log.info("built %s in %.1fs", files.artifact, meta["build_s"])
-    return meta
+        raise GenerationError(f"adapter targets unknown layers: {sorted(lora)[:3]}")
+    engine = torch.backends.quantized.engine if kernel == "dynamic" else kernel
+    info = {"merged": bool(meta.get("merged")), "kernel": kernel, "engine": engine,
+            "embedding": meta.get("embedding", "int8"), "vocab_size": shape.vocab,
+            "machine": platform.machine()}
+    return Loaded(net.eval(), tokenizer, "torch-int8", "cpu", info)
 
 
-def _write_embedding(writer: int8.SafetensorsWriter, st: int8.SafetensorsFile, name: str,
-                     keep: torch.Tensor | None, dtype: torch.dtype,
-                     scales: dict[str, torch.Tensor], chunk_rows: int) -> None:
-    """Quantize (or cast) the embedding in row blocks: never the whole fp32 matrix at once."""
-    rows = st.entries[name]["shape"][0]
-    parts: list[torch.Tensor] = []
-
-    def blocks() -> Iterator[torch.Tensor]:
-        for start in range(0, rows, chunk_rows):
-            block = st.read(name, slice(start, start + chunk_rows)).float()
-            if keep is not None:
-                block = block[keep[(keep >= start) & (keep < start + chunk_rows)] - start]
-            if dtype == torch.int8:
-                q, scale = int8.quantize_rows(block)
-                parts.append(scale)
-                yield q
-            else:
-                yield block.to(torch.bfloat16)
-
-    writer.write_rows(EMBEDDING, blocks())
-    if parts:
-        scales[EMBEDDING.replace(".weight", ".scale")] = torch.cat(parts)
+def _with_lora(name: str, layer: nn.Module,
+               lora: dict[str, tuple[torch.Tensor, torch.Tensor]], scaling: float) -> nn.Module:
+    """``layer`` with its kept-separate LoRA on top, if the adapter has one (consumed)."""
+    if name not in lora:
+        return layer
+    return int8.LoraLinear(layer, *lora.pop(name), scaling)
 
 
-def _save_tokenizer(base: Path, dest: Path, tokenizer_json: dict[str, Any]) -> None:
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        if (base / name).is_file():
-            shutil.copyfile(base / name, dest / name)
-    write_json(dest / "tokenizer.json", tokenizer_json)
-    cfg_path = dest / "tokenizer_config.json"
-    if cfg_path.is_file():  # ids in added_tokens_decoder follow the pruned vocabulary
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        ids = {t["content"]: t["id"] for t in tokenizer_json.get("added_tokens", [])}
-        decoder = cfg.get("added_tokens_decoder")
-        if isinstance(decoder, dict):
-            cfg["added_tokens_decoder"] = {str(ids[v["content"]]): v for v in decoder.values()
-                                           if v.get("content") in ids}
-        write_json(cfg_path, cfg)
+def _assemble(st: int8.SafetensorsFile, shape: bloom.Shape, embedding: str, kernel: str,
+              wrap: Any) -> bloom.Bloom:
+    """Build the model from the artifact's tensors. Linear layers use the mapped weights, or,
+    for the ``dynamic`` kernel, read them and repack them on all torch threads at once."""
+    head, table = _embedding(st, embedding, kernel)
+    copy = kernel == "dynamic"
+
+    def linear(name: str) -> nn.Module:
+        q = st.read(f"{name}.weight") if copy else st.view(f"{name}.weight")
+        bias = st.read(f"{name}.bias") if f"{name}.bias" in st else None
+        layer = int8.Int8Linear(q, st.read(f"{name}.scale"), bias, kernel)
+        if copy:
+            del q
+            trim_memory()  # the read buffers interleave with packed weights: give them back
+        return layer
+
+    def norm(name: str) -> bloom.Norm:
+        return st.read(f"{name}.weight").float(), st.read(f"{name}.bias").float()
+
+    names = [f"transformer.h.{i}.{part}" for i in range(shape.layers) for part in LINEARS]
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:  # packing frees the GIL
+        layers = {n: wrap(n, layer) for n, layer in zip(names, pool.map(linear, names),
+                                                         strict=True)}
+    blocks = []
+    for i in range(shape.layers):
+        prefix = f"transformer.h.{i}"
+        qkv, dense, up, down = (layers[f"{prefix}.{part}"] for part in LINEARS)
+        norms = (norm(f"{prefix}.input_layernorm"), norm(f"{prefix}.post_attention_layernorm"))
+        blocks.append(bloom.Block(shape, norms, qkv, dense, up, down))
+    outer = (norm("transformer.word_embeddings_layernorm"), norm("transformer.ln_f"))
+    return bloom.Bloom(shape, table, head, outer, blocks)
 
 
-def _write_config(config: dict[str, Any], dest: Path, keep: torch.Tensor | None,
-                  tokenizer_json: dict[str, Any]) -> None:
-    config = dict(config)
-    if keep is not None:
-        new_id = {int(old): new for new, old in enumerate(keep.tolist())}
-        config["vocab_size"] = len(new_id)
-        for key in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id"):
-            if isinstance(config.get(key), int):
-                config[key] = new_id.get(config[key])
-    config.pop("quantization_config", None)
-    write_json(dest / "config.json", config)
-    gen = dest.parent / "base" / "generation_config.json"
-    if gen.is_file() and keep is None:
-        shutil.copyfile(gen, dest / "generation_config.json")
-
-
-def _source(folder: Path) -> dict[str, Any]:
-    try:
-        record = json.loads((folder / "source.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"path": str(folder)}
-    return {"source": record.get("source"), "revision": record.get("revision")}
+def _embedding(st: int8.SafetensorsFile, kind: str, kernel: str
+               ) -> tuple[nn.Module, nn.Module]:
+    """The tied output layer and input embedding, sharing the mapped matrix where they can."""
+    table = st.view(EMBEDDING)
+    if kind != "int8":
+        return int8.Bf16Head(table), int8.Bf16Embedding(table)
+    scale = st.read(EMBEDDING.replace(".weight", ".scale"))
+    if kernel != "dynamic":
+        return int8.Int8Linear(table, scale, None, kernel), int8.Int8Embedding(table, scale)
+    head = int8.Int8Linear(st.read(EMBEDDING), scale, None, kernel)  # packed: the copy goes
+    trim_memory()
+    return head, int8.Int8Embedding(table, scale)
 
 
 def teacher_forced_argmax(model: Any, ids: torch.Tensor) -> torch.Tensor:
     """The model's most likely next token at every position of ``ids`` (1 × n)."""
     with torch.inference_mode():
+        if isinstance(model, bloom.Bloom):
+            return model(ids[0], every=True).argmax(-1)
         return model(input_ids=ids).logits[0].argmax(-1)
 
 

@@ -32,7 +32,7 @@ from daemon.errors import GenerationError
 from daemon.generation import validate
 from daemon.generation.base import Draft, Request
 from daemon.generation.files import ModelFiles
-from daemon.generation.guards import DecisionLog, Guard, WorkerGuard
+from daemon.generation.guards import DecisionLog, Guard, WorkerGuard, make_sensor
 
 if TYPE_CHECKING:
     from daemon.store.db import Database
@@ -54,20 +54,31 @@ def unavailable(settings: Settings) -> str | None:
     return model_files(settings).usable(settings.model.backend)
 
 
-def memory_need_mb(settings: Settings) -> int | None:
-    """The worker's peak RSS measured when the int8 artifact was built (None if unknown)."""
+def measured_need_mb(settings: Settings) -> int | None:
+    """The worker's peak RSS, measured when the int8 artifact was built (None if not)."""
     files = model_files(settings)
-    if settings.model.backend not in ("auto", "torch-int8") or files.missing("int8"):
+    if files.missing("int8"):
         return None
     need = files.artifact_meta().get("memory_need_mb")
     return int(need) if isinstance(need, (int, float)) else None
 
 
-def guard_for(settings: Settings, db: Database | None = None) -> Guard:
+def memory_need_mb(settings: Settings) -> int | None:
+    """The memory need the guard, ``chime status`` and the doctor use: the measured one when
+    the configured backend runs the artifact (None if unknown)."""
+    if settings.model.backend not in ("auto", "torch-int8"):
+        return None
+    return measured_need_mb(settings)
+
+
+def guard_for(settings: Settings, db: Database | None = None,
+              notes: list[str] | None = None) -> Guard:
     """The guard around the worker, built here only: the [guards] limits and the measured
-    memory need; with ``db`` every decision it makes is recorded there."""
+    memory need; with ``db`` every decision it makes is recorded there; with ``notes`` what
+    the machine lacks (no jtop, no thermal zones) is collected there instead of logged."""
     record = DecisionLog(db, settings.guards.keep_decisions).record if db is not None else None
-    return Guard(settings.guards, memory_need_mb(settings), record=record)
+    return Guard(settings.guards, memory_need_mb(settings),
+                 sensor=make_sensor(settings.guards, notes), record=record)
 
 
 def second_seed(seed: int) -> int:

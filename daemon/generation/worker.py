@@ -24,7 +24,12 @@ import select
 import signal
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from daemon.generation.model import Loaded
 
 log = logging.getLogger("daemon.generation.worker")
 
@@ -63,6 +68,9 @@ def _die_with_parent() -> None:
             pass
 
 
+Send = Callable[..., None]
+
+
 def serve(lines: Lines, out: TextIO) -> int:
     """Run the protocol until stdin closes or the worker idles out; the exit status."""
 
@@ -75,19 +83,7 @@ def serve(lines: Lines, out: TextIO) -> int:
         return 0
     try:
         spec = json.loads(first)
-        if spec.get("op") != "load":
-            raise ValueError("the first command must be load")
-        from pathlib import Path
-
-        from daemon.generation import model
-        from daemon.generation.files import ModelFiles
-
-        started = time.monotonic()
-        loaded = model.load(ModelFiles(Path(spec["models_dir"])), spec.get("backend", "auto"),
-                            spec.get("device", "auto"), spec.get("kernel", "auto"),
-                            int(spec.get("threads", 0)))
-        model.trim_memory()
-        load_s = round(time.monotonic() - started, 2)
+        loaded, load_s = _load(spec)
     except Exception as exc:  # report every load failure as one line, then exit
         log.exception("load failed")
         from daemon.errors import ChimeError
@@ -95,8 +91,10 @@ def serve(lines: Lines, out: TextIO) -> int:
         message = str(exc) if isinstance(exc, ChimeError) else f"{type(exc).__name__}: {exc}"
         send("error", message=message.splitlines()[0] if message else type(exc).__name__)
         return 1
+    from daemon.generation.model import peak_rss_mb
+
     send("ready", backend=loaded.backend, device=loaded.device, load_s=load_s,
-         peak_rss_mb=model.peak_rss_mb(), info=loaded.info)
+         peak_rss_mb=peak_rss_mb(), info=loaded.info)
     keep_warm = float(spec.get("keep_warm", 60))
     while True:
         line = lines.next(keep_warm)
@@ -105,24 +103,48 @@ def serve(lines: Lines, out: TextIO) -> int:
         if line == "":
             send("bye", reason=f"idle for {keep_warm:g}s")
             return 0
-        try:
-            command = json.loads(line)
-            decoding = model.Decoding(**command["decoding"])
-            items = command["items"]
-        except (ValueError, KeyError, TypeError) as exc:
-            send("error", message=f"bad command: {exc}")
+        if not _batch(loaded, line, send):
             return 1
-        for item in items:
-            started = time.monotonic()
-            try:
-                raw, tokens = loaded.generate(item["prompt"], int(item["seed"]), decoding)
-            except Exception as exc:  # one request failing must not lose the others
-                log.exception("generation failed")
-                send("result", id=item["id"], error=f"{type(exc).__name__}: {exc}"[:300])
-                continue
-            send("result", id=item["id"], raw=raw, tokens=tokens,
-                 generate_s=round(time.monotonic() - started, 3))
-        send("done", peak_rss_mb=model.peak_rss_mb())
+
+
+def _load(spec: dict[str, Any]) -> tuple[Loaded, float]:
+    """The model the ``load`` command asks for, and the seconds it took."""
+    if spec.get("op") != "load":
+        raise ValueError("the first command must be load")
+    started = time.monotonic()
+    from daemon.generation import model
+    from daemon.generation.files import ModelFiles
+
+    loaded = model.load(ModelFiles(Path(spec["models_dir"])), spec.get("backend", "auto"),
+                        spec.get("device", "auto"), spec.get("kernel", "auto"),
+                        int(spec.get("threads", 0)))
+    model.trim_memory()
+    return loaded, round(time.monotonic() - started, 2)
+
+
+def _batch(loaded: Loaded, line: str, send: Send) -> bool:
+    """Write every request of one ``generate`` command; False when the command is bad."""
+    from daemon.generation.model import Decoding, peak_rss_mb
+
+    try:
+        command = json.loads(line)
+        decoding = Decoding(**command["decoding"])
+        items = command["items"]
+    except (ValueError, KeyError, TypeError) as exc:
+        send("error", message=f"bad command: {exc}")
+        return False
+    for item in items:
+        started = time.monotonic()
+        try:
+            raw, tokens = loaded.generate(item["prompt"], int(item["seed"]), decoding)
+        except Exception as exc:  # one request failing must not lose the others
+            log.exception("generation failed")
+            send("result", id=item["id"], error=f"{type(exc).__name__}: {exc}"[:300])
+            continue
+        send("result", id=item["id"], raw=raw, tokens=tokens,
+             generate_s=round(time.monotonic() - started, 3))
+    send("done", peak_rss_mb=peak_rss_mb())
+    return True
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from daemon.cli.doctor.report import OK, WARNING, Check, Doctor
 from daemon.config import Settings
-from daemon.generation.files import sha256
+from daemon.generation.files import ModelFiles, choose_backend, sha256
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 HASH_LIMIT = 64 * 1024 * 1024  # bigger files are hashed only with --hashes
@@ -108,10 +108,13 @@ def check_gpu(doc: Doctor) -> Check:
 
 
 def backend_choice(s: Settings | None, info: dict[str, Any]) -> str:
-    backend = s.model.backend if s else "auto"
-    if backend != "auto":
-        return backend
-    return "bnb-int8" if info.get("cuda") and info.get("bitsandbytes") else "torch-int8"
+    """The backend the worker would choose, from the probe's facts (``choose_backend``)."""
+    files = ModelFiles(s.models_dir) if s else ModelFiles(Path("/nonexistent"))
+    bnb = info.get("bnb_int8") if info.get("bitsandbytes") else info.get("bnb_error", "absent")
+    choice = choose_backend(files, s.model.backend if s else "auto",
+                            s.model.device if s else "auto", bool(info.get("cuda")),
+                            None if bnb == "ok" else str(bnb))
+    return choice.backend
 
 
 def check_int8(doc: Doctor) -> Check:
@@ -192,7 +195,13 @@ def safetensors_counts(path: Path) -> tuple[int, int]:
 
 
 def model_need_mb(s: Settings, backend: str) -> int | None:
-    """Resident memory the model needs with this backend (weights × bytes + 20 %), or None."""
+    """Resident memory the model needs with this backend: what ``chime model build`` measured
+    for the int8 artifact, else an estimate from the weights (weights × bytes + 20 %)."""
+    from daemon.generation.supervisor import measured_need_mb
+
+    measured = measured_need_mb(s) if backend == "torch-int8" else None
+    if measured is not None:
+        return measured
     linear = other = 0
     for p in model_files(s):
         if p.suffix == ".safetensors":
