@@ -7,7 +7,7 @@ WAL's shared-memory file included), ``wchar`` (every byte passed to write(), an 
 and the growth of the database and its WAL. Then ``--deliveries`` one-off reminders are
 delivered through the console, and the write_bytes they cost is divided by their number.
 
-Run: .venv/bin/python bench/writes.py [--minutes 10] [--deliveries 20] [--dir .]
+Run: .venv/bin/python bench/writes.py [--minutes 10] [--deliveries 20] [--dir /var/tmp]
 (the folder must be on a real disk: tmpfs counts no write_bytes)
 """
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--deliveries", type=int, default=20)
-    parser.add_argument("--dir", type=Path, default=Path.cwd())
+    parser.add_argument("--dir", type=Path, default=Path("/var/tmp"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         db = Path(tmp) / "bench.db"

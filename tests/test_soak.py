@@ -95,41 +95,46 @@ def test_kill_9_at_scale(tmp_path: Path, httpserver: HTTPServer) -> None:
     kinds = {"start-up": 0, "delivery": 0, "calendar sync": 0, "CLI write": 0}
     cli_runs: list[tuple[str, subprocess.Popen[str], bool]] = []
     allowed: set[str] = set()
-    while sum(kinds.values()) < KILLS:
-        kind = rng.choices(list(kinds), weights=(1, 2, 1, 1))[0]
-        if kind == "calendar sync":
-            make_due(db)
-            calendar.asked.clear()
-        daemon = Daemon(db, logs=tmp_path)
-        daemons.append(daemon)
-        if kind == "start-up":
-            time.sleep(rng.uniform(0.3, 1.5))
-        else:
-            daemon.wait_ready(60)
-        if kind == "delivery":
-            now = datetime.now(timezone.utc)
-            due = next((t for t in times if t > now + timedelta(milliseconds=100)), None)
-            if due is None:  # past the last reminder: aim at start-up instead
-                kind = "start-up"
+    try:
+        while sum(kinds.values()) < KILLS:
+            kind = rng.choices(list(kinds), weights=(1, 2, 1, 1))[0]
+            if kind == "calendar sync":
+                make_due(db)
+                calendar.asked.clear()
+            daemon = Daemon(db, logs=tmp_path)
+            daemons.append(daemon)
+            if kind == "start-up":
+                time.sleep(rng.uniform(0.3, 1.5))
             else:
-                time.sleep((due - now).total_seconds() + rng.uniform(0, 0.03))
-        elif kind == "calendar sync":
-            assert calendar.asked.wait(30), "the daemon did not sync the due calendar"
-            time.sleep(rng.uniform(0, 0.8))  # while fetching, or applying just after
-        elif kind == "CLI write":
-            task = f"额外{len(cli_runs)}"
-            proc = subprocess.Popen([*chime_cmd(), "--db", str(db), "add", task, "--at",
-                                     "tomorrow 9:00"], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, env=child_env())
-            time.sleep(rng.uniform(0.3, 1.2))
-            killed_cli = rng.random() < 0.3
-            if killed_cli:
-                proc.send_signal(signal.SIGKILL)
-            cli_runs.append((task, proc, killed_cli))
-        daemon.stop(signal.SIGKILL)
-        kinds[kind] += 1
-        allowed |= repeats_explained(db, daemon)
+                daemon.wait_ready(60)
+            if kind == "delivery":
+                now = datetime.now(timezone.utc)
+                due = next((t for t in times if t > now + timedelta(milliseconds=100)), None)
+                if due is None:  # past the last reminder: aim at start-up instead
+                    kind = "start-up"
+                else:
+                    time.sleep((due - now).total_seconds() + rng.uniform(0, 0.03))
+            elif kind == "calendar sync":
+                assert calendar.asked.wait(30), "the daemon did not sync the due calendar"
+                time.sleep(rng.uniform(0, 0.8))  # while fetching, or applying just after
+            elif kind == "CLI write":
+                task = f"额外{len(cli_runs)}"
+                proc = subprocess.Popen([*chime_cmd(), "--db", str(db), "add", task, "--at",
+                                         "tomorrow 9:00"], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=child_env())
+                time.sleep(rng.uniform(0.3, 1.2))
+                killed_cli = rng.random() < 0.3
+                if killed_cli:
+                    proc.send_signal(signal.SIGKILL)
+                cli_runs.append((task, proc, killed_cli))
+            daemon.stop(signal.SIGKILL)
+            kinds[kind] += 1
+            allowed |= repeats_explained(db, daemon)
+    finally:  # a failed assertion must not leave a daemon running
+        for daemon in daemons:
+            daemon.stop(signal.SIGKILL)
 
+    last = Daemon(db, logs=tmp_path)
     last = Daemon(db, logs=tmp_path)
     daemons.append(last)
     try:
