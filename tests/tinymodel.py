@@ -85,7 +85,9 @@ def build_tiny(root: Path, steps: int = 450) -> TinyModel:
     torch.manual_seed(0)
     config = BloomConfig(vocab_size=len(tok), hidden_size=64, n_layer=2, n_head=4,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3)
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.05, target_modules=["query_key_value"],
+    # No dropout: with it, this 2-layer model confuses tasks on a third of the prompts (loss 0.06);
+    # without, it answers all 18 training prompts exactly (loss 0.002).
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query_key_value"],
                       task_type="CAUSAL_LM", init_lora_weights=False)
     model = get_peft_model(BloomForCausalLM(config), lora)
     for param in model.parameters():  # train base and adapter together
