@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${CHIME_TORCH:-torch==2.13.0}
-EXTRAS=${CHIME_EXTRAS:-llm,desktop,jetson,test}
+EXTRAS=${CHIME_EXTRAS:-llm,desktop,jetson,web,test}
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
