@@ -104,9 +104,10 @@ def test_failing_disk_never_sends_twice(tmp_path: Path) -> None:
         last = start + timedelta(seconds=10)
         wait_for(lambda: datetime.now(timezone.utc) > last + timedelta(seconds=1), 40,
                  "the last reminder's time")
-        # Recorded within seconds of each delivery, not at a restart.
+        # Recorded while it runs, not at a restart. A claim that keeps failing is retried after
+        # 1, 2, 4 … 30 s (scheduler.RETRY_MAX_S): allow two of the longest waits.
         wait_for(lambda: all(o["status"] in FINAL for o in occurrences(db))
-                 and len(occurrences(db)) == 20, 20, "every delivery recorded")
+                 and len(occurrences(db)) == 20, 75, "every delivery recorded")
     finally:
         proc.terminate()
         proc.wait(30)

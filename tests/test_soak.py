@@ -135,7 +135,6 @@ def test_kill_9_at_scale(tmp_path: Path, httpserver: HTTPServer) -> None:
             daemon.stop(signal.SIGKILL)
 
     last = Daemon(db, logs=tmp_path)
-    last = Daemon(db, logs=tmp_path)
     daemons.append(last)
     try:
         last.wait_ready(60)
