@@ -39,3 +39,11 @@ def fill(db_path: Path, count: int, seed: int = 7) -> None:
                         rrule=rule, rdates=[], exdates=[]))
         s.merge(Meta(key="revision", value="1"))
     db.close()
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` field in kB (VmRSS, VmHWM…)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

@@ -19,17 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import status_kb  # noqa: E402
+
 from daemon.app import App  # noqa: E402
 from daemon.calendars import subscribe  # noqa: E402
 from daemon.config import load_settings  # noqa: E402
 from tests.hostile_server import HUGE, HostileServer  # noqa: E402
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def main() -> None:

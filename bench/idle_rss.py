@@ -11,14 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import fill, start_daemon
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
+from _common import fill, start_daemon, status_kb
 
 
 def main() -> None:

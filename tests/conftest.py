@@ -62,6 +62,16 @@ def fixed_app(settings: Settings) -> Iterator[App]:
     application.close()
 
 
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private D-Bus session bus for this test (the daemon and CLI children inherit it)."""
+    from dbus_fixtures import private_bus
+
+    with private_bus() as address:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
+        yield address
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyModel]:
     """The tiny BLOOM + LoRA in hub layout (trained once per session, a few seconds)."""

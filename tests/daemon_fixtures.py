@@ -93,6 +93,11 @@ def occurrences(db: Path) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def iso(at: datetime) -> str:
+    """An instant as the CLI takes it: ISO 8601 in UTC, whole seconds."""
+    return at.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
 def utc(text: str) -> datetime:
     """A naive-UTC timestamp from the database → aware."""
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)

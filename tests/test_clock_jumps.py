@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from daemon_fixtures import Daemon, child_env, chime_cmd, heartbeat, occurrences, utc, wait_for
+from daemon_fixtures import Daemon, child_env, chime_cmd, heartbeat, iso, occurrences, utc, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +48,6 @@ class FakeClock:
                                 timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def by_task(db: Path) -> dict[str, dict]:  # type: ignore[type-arg]

@@ -9,13 +9,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from daemon_fixtures import Daemon, cli, occurrences, utc, wait_for
+from daemon_fixtures import Daemon, cli, iso, occurrences, utc, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def test_reminders_are_delivered_once_and_on_time(db_path: Path) -> None:

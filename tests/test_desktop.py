@@ -48,13 +48,6 @@ class Recorder:
 
 
 @pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with private_bus() as address:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
-        yield address
-
-
-@pytest.fixture
 def server(bus: str) -> Iterator[NotificationServer]:
     srv = NotificationServer(bus)
     yield srv

@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from daemon_fixtures import Daemon, child_env, chime_cmd, cli, occurrences, utc, wait_for
-from dbus_fixtures import NotificationServer, private_bus
+from daemon_fixtures import Daemon, child_env, chime_cmd, cli, iso, occurrences, utc, wait_for
+from dbus_fixtures import NotificationServer
 from ntfy_fixtures import NtfyServer
 from pytest_httpserver import HTTPServer
 from web_fixtures import WebProcess
@@ -28,17 +27,6 @@ from daemon.nag import follow_up
 pytestmark = pytest.mark.slow
 
 OPEN = ("pending", "prepared", "delivering")
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat(timespec="seconds")
-
-
-@pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with private_bus() as address:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)  # the daemon inherits it
-        yield address
 
 
 AHEAD = timedelta(seconds=8)  # a CLI call on a loaded 2-core machine takes 1-3 s

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
-from dbus_fixtures import NotificationServer, private_bus
+from dbus_fixtures import NotificationServer
 from pytest_httpserver import HTTPServer
 
 from daemon.cli import main
@@ -18,13 +16,6 @@ from daemon.cli.outputs import SAMPLE_MESSAGE, SAMPLE_TASK
 def chime(db: Path, *args: str, config: Path | None = None) -> Result:
     extra = ["--config", str(config)] if config else []
     return CliRunner().invoke(main, ["--db", str(db), *extra, *args], catch_exceptions=False)
-
-
-@pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with private_bus() as address:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
-        yield address
 
 
 def test_outputs_lists_every_output_and_marks_the_defaults(db_path: Path, tmp_path: Path) -> None:

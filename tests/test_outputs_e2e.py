@@ -12,22 +12,11 @@ from pathlib import Path
 
 import pytest
 from audio_fixtures import alsa_home, require
-from daemon_fixtures import Daemon, cli, occurrences, utc, wait_for
-from dbus_fixtures import NotificationServer, private_bus
+from daemon_fixtures import Daemon, cli, iso, occurrences, utc, wait_for
+from dbus_fixtures import NotificationServer
 from pytest_httpserver import HTTPServer
 
 pytestmark = pytest.mark.slow
-
-
-def iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat(timespec="seconds")
-
-
-@pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with private_bus() as address:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)  # the daemon inherits it
-        yield address
 
 
 @pytest.fixture

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from daemon_fixtures import Daemon, cli, occurrences, wait_for
-from dbus_fixtures import NotificationServer, private_bus
+from dbus_fixtures import NotificationServer
 
 from daemon.config import load_settings
 from daemon.service import restart_needed
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with private_bus() as address:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)  # the daemon inherits it
-        yield address
 
 
 def test_restart_needed_names_each_changed_key(tmp_path: Path) -> None:
