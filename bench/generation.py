@@ -369,6 +369,18 @@ def cold_start(folder: Path, kernel: str, threads: int = 2) -> dict[str, Any]:
             "peak_mb": round(events["done"][1]["peak_rss_mb"])}
 
 
+def run_child(name: str, *argv: str) -> dict[str, Any] | None:
+    """Run this script on one backend in its own process; its last JSON line, or None (said)."""
+    done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True,
+                          check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode or not lines:
+        print(f"{name}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}", flush=True)
+        return None
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path,
@@ -408,14 +420,9 @@ def main() -> None:
                 and "fp32" in names:
             subprocess.run([sys.executable, __file__, "--cache", str(args.cache),
                             "--run", "fp32-pruned"], check=False)
-        done = subprocess.run([sys.executable, __file__, "--cache", str(args.cache),
-                               "--run", name], capture_output=True, text=True, check=False)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-        if done.returncode or not lines:
-            print(f"{name}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}",
-                  flush=True)
+        r = run_child(name, "--cache", str(args.cache), "--run", name)
+        if r is None:
             continue
-        r = json.loads(lines[-1])
         if name.startswith("torch-int8") and args.cold_runs:
             folder = dirs["sep" if name.endswith("-sep") else "40k" if name.endswith("-40k")
                           else "merged"]
@@ -445,15 +452,10 @@ def run_peers(names: list[str], args: argparse.Namespace, hub: Path,
         peers.install(names)
     for name in names:
         path = peers.prepare(name, args.cache, hub, dirs["merged"] / "adapter")
-        done = subprocess.run([sys.executable, __file__, "--cache", str(args.cache), "--run",
-                               f"peer:{name}", "--peer-path", str(path)], capture_output=True,
-                              text=True, check=False)
-        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-        if done.returncode or not lines:
-            print(f"{name}: failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}",
-                  flush=True)
+        r = run_child(name, "--cache", str(args.cache), "--run", f"peer:{name}",
+                      "--peer-path", str(path))
+        if r is None:
             continue
-        r = json.loads(lines[-1])
         colds = [peers.cold_start(name, path, Path(__file__)) for _ in range(args.cold_runs)]
         best = min(colds, key=lambda c: c["first_token_s"])
         print(f"{name:15} load {r['load_s']:5.2f}s  peak load {r['peak_load_mb']:6d} MB  "
