@@ -21,15 +21,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
 from sqlalchemy import delete, func, select
 
 from daemon.calendars.apply import Outcome, apply, options, parse_checked
 from daemon.calendars.parse import Parsed
 from daemon.config_values import is_http_url
 from daemon.errors import ChimeError, InputError, NotFoundError
-from daemon.http import FetchPolicy, describe_url, new_session
+from daemon.http import FetchPolicy, describe_url
 from daemon.http_cache import fetch_cached
+from daemon.http_client import Client
 from daemon.parts import Stored
 from daemon.store import repo
 from daemon.store.db import lock_for_write
@@ -119,7 +119,7 @@ def subscriptions(app: Stored) -> list[dict[str, Any]]:
 
 
 def sync(app: Stored, now: datetime, ids: list[int] | None = None, *, force: bool = False,
-         session: requests.Session | None = None,
+         client: Client | None = None,
          policy: FetchPolicy | None = None) -> list[SyncResult]:
     """Sync the given subscriptions (all when None); ``force`` ignores the interval."""
     with app.db.session() as s:
@@ -128,8 +128,8 @@ def sync(app: Stored, now: datetime, ids: list[int] | None = None, *, force: boo
     missing = set(ids or ()) - {sub.id for sub in subs}
     if missing:
         raise NotFoundError(f"no subscription with id {min(missing)}")
-    owned = session is None
-    http = session or new_session()
+    owned = client is None
+    http = client or Client()
     try:
         return [sync_one(app, sub, now, http, policy or FetchPolicy(), force) for sub in subs]
     finally:
@@ -161,7 +161,7 @@ def sync_due(app: Stored, now: datetime, policy: FetchPolicy | None = None) -> N
         log.exception("syncing calendar subscriptions failed")
 
 
-def sync_one(app: Stored, sub: Subscription, now: datetime, session: requests.Session,
+def sync_one(app: Stored, sub: Subscription, now: datetime, client: Client,
              policy: FetchPolicy, force: bool = False) -> SyncResult:
     """Fetch one subscription (when due or forced) and apply its body if it is new."""
     where = describe_url(sub.url)
@@ -175,7 +175,7 @@ def sync_one(app: Stored, sub: Subscription, now: datetime, session: requests.Se
 
     try:
         opts = options(app, now)
-        doc = fetch_cached(app.db, session, sub.url, now=now, policy=policy,
+        doc = fetch_cached(app.db, client, sub.url, now=now, policy=policy,
                            min_interval=timedelta(seconds=sub.every_s), force=force,
                            validate=validate)
         fingerprint = _fingerprint(doc.body, opts) if doc.body is not None else None
