@@ -29,12 +29,14 @@ COMMANDS = {
     "list": ["list"],
     "add": ["add", "喝水", "--at", "tomorrow 8:00"],
 }
-HEAVY = ("sqlalchemy", "requests", "daemon.app", "icalendar", "apscheduler")
-PROBE = ("import runpy, sys, json, atexit\n"
-         "atexit.register(lambda: print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)),"
-         " file=sys.stderr))\n"
+HEAVY = ("sqlalchemy", "requests", "daemon.app", "icalendar", "apscheduler", "dateparser")
+PROBE = ("import sys, json\n"
          "sys.argv = ['chime'] + {args!r}\n"
-         "runpy.run_module('daemon', run_name='__main__')\n")
+         "from daemon.cli import main\n"
+         "try:\n"
+         "    main()\n"
+         "except SystemExit:\n"
+         "    print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)\n")
 
 
 def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:

@@ -6,7 +6,8 @@ Reads the phrase table of tests/data/time_phrases.tsv (each phrase with the inst
 relative to a fixed "now") and prints, for each candidate, how many phrases it reads to exactly
 that instant, which it misses, and what importing it costs (a fresh interpreter each time):
 
-* ``chime``      — daemon.timeparse.parse_when (ISO, daemon.chinese_time, dateparser for English);
+* ``chime``      — daemon.timeparse.parse_when (ISO, daemon.chinese_time, daemon.english_time,
+  dateparser for other English);
 * ``dateparser`` — dateparser.parse alone, preferring the future;
 * ``jionlp+dateparser`` — jionlp.parse_time for Chinese phrases (the start of the span it
   returns), dateparser for the rest. jionlp is not a dependency (it pulls in jiojio and numpy):

@@ -1,6 +1,6 @@
 """``python -m daemon`` runs the command line."""
 
-from daemon.cli import main
+from daemon.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

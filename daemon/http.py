@@ -1,18 +1,22 @@
 """The one HTTP request function of chime, with one error mapping for every caller.
 
-:func:`request` sends one request (GET by default; an output POSTs its ``body``) over a
-``requests.Session`` that the caller owns and passes in, with the project's User-Agent, bounded
-retries with exponential backoff for transient failures, and every transport failure turned
-into a :class:`~daemon.errors.FetchError` subclass. It never raises anything else for network
-trouble. Cached documents (conditional GET, offline use) live in :mod:`daemon.http_cache`.
+:func:`request` sends one request (GET by default; an output POSTs its ``body``) through a
+:class:`Client` (urllib3 connection pools) that the caller owns and passes in, with the
+project's User-Agent, bounded retries with exponential backoff for transient failures, and
+every transport failure turned into a :class:`~daemon.errors.FetchError` subclass. It never
+raises anything else for network trouble. Cached documents (conditional GET, offline use) live
+in :mod:`daemon.http_cache`; the client (pools, proxies, TLS) in :mod:`daemon.http_client`.
 
 A hostile or broken server cannot hold a caller longer than ``policy.total_timeout``: that is
 one deadline for the whole call — connecting, every attempt, every backoff wait, the headers
 and the body — not a per-read timeout that a server answering one byte per second would never
-trip. When it passes, a watchdog shuts the call's sockets (the first call on a session mounts
-the adapter that lets it see them). Bodies are streamed and refused beyond ``policy.max_bytes``
-(a ``Content-Length`` above it is refused before reading), so memory stays bounded whatever
-the server sends. Redirects are followed at most :data:`MAX_REDIRECTS` times.
+trip. When it passes, a watchdog shuts the call's sockets. Bodies are streamed (gzip and
+deflate decoded) and refused beyond ``policy.max_bytes`` (a ``Content-Length`` above it is
+refused before reading), so memory stays bounded whatever the server sends. Redirects are
+followed at most :data:`MAX_REDIRECTS` times; ``Authorization`` is not sent on to another host.
+
+The client uses the environment's proxies (``http_proxy``, ``https_proxy``, ``no_proxy``…) and
+verifies TLS against the system's CA certificates (see :mod:`daemon.http_client`).
 
 Error mapping:
 
@@ -20,7 +24,7 @@ Error mapping:
 transport failure                           error
 ==========================================  =====================================
 timeout, a body too slow, the deadline      ``FetchTimeout``
-refused, DNS, TLS, reset, bad URL          ``FetchConnectionError``
+refused, DNS, TLS, proxy, reset, bad URL    ``FetchConnectionError``
 HTTP 429                                    ``FetchRateLimited`` (``retry_after`` s)
 other HTTP 4xx/5xx, 3xx, a redirect loop    ``FetchHTTPError`` (``status``)
 body too large or undecodable, bad JSON     ``FetchPayloadError``
@@ -35,24 +39,28 @@ carry secret tokens.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ReadTimeoutError
+from urllib3 import BaseHTTPResponse, Retry, Timeout
+from urllib3.exceptions import (
+    DecodeError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from daemon import __version__
 from daemon.errors import (
@@ -62,6 +70,7 @@ from daemon.errors import (
     FetchRateLimited,
     FetchTimeout,
 )
+from daemon.http_client import Client, Deadline, watching
 
 log = logging.getLogger("daemon.http")
 
@@ -69,6 +78,7 @@ USER_AGENT = f"chime/{__version__} (+https://github.com/chime-reminder)"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 MAX_REDIRECTS = 5
 CHUNK = 65536
+SENT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ class Reply:
 
     url: str
     status: int
-    headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
+    headers: Mapping[str, str]  # case-insensitive (urllib3's HTTPHeaderDict)
     content: bytes
 
     def text(self) -> str:
@@ -131,15 +141,8 @@ def describe_url(url: str) -> str:
     return f"{host}/{segments[0]}" if len(segments) == 1 else f"{host}/…/{segments[-1]}"
 
 
-def new_session() -> requests.Session:
-    """A session prepared for :func:`request` (deadline adapter, redirect limit)."""
-    session = requests.Session()
-    _prepare(session)
-    return session
-
-
 def request(
-    session: requests.Session,
+    client: Client,
     url: str,
     *,
     policy: FetchPolicy,
@@ -150,26 +153,35 @@ def request(
     follow_redirects: bool = True,
 ) -> Reply:
     """Send one request with retries; return the Reply or raise a FetchError (see module)."""
-    _prepare(session)
-    deadline = _Deadline(policy.total_timeout)
-    call = _Call(session, url, policy, deadline, method, params, headers, body,
-                 follow_redirects)
+    deadline = Deadline(policy.total_timeout)
+    call = _Call(client, url, with_params(url, params), policy, deadline, method, headers,
+                 body, follow_redirects)
     try:
         return call.run()
     finally:
         deadline.close()
 
 
+def with_params(url: str, params: Mapping[str, Any] | None) -> str:
+    """``url`` with ``params`` added to its query (form-encoded; None values left out)."""
+    if not params:
+        return url
+    parts = urlsplit(url)
+    added = urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
+    query = "&".join(q for q in (parts.query, added) if q)
+    return urlunsplit(parts._replace(query=query, fragment=""))
+
+
 @dataclass
 class _Call:
     """One :func:`request` call: its attempts share one deadline."""
 
-    session: requests.Session
-    url: str
+    client: Client
+    url: str  # as the caller gave it: the Reply's url
+    target: str  # with the params
     policy: FetchPolicy
-    deadline: _Deadline
+    deadline: Deadline
     method: str
-    params: Mapping[str, Any] | None
     headers: Mapping[str, str] | None
     body: bytes | None
     follow_redirects: bool
@@ -205,41 +217,64 @@ class _Call:
         left = self.deadline.remaining()
         if left <= 0:
             raise FetchTimeout(f"{where}: no answer within {self.policy.total_timeout:g}s")
-        sent = {"User-Agent": USER_AGENT, **(self.headers or {})}
-        timeout = (min(self.policy.connect_timeout, left), min(self.policy.read_timeout, left))
-        _active.deadline = self.deadline
-        try:
-            with self.session.request(
-                self.method, self.url, params=self.params, headers=sent, data=self.body,
-                timeout=timeout, stream=True, allow_redirects=self.follow_redirects,
-            ) as resp:
-                status, got_headers = resp.status_code, resp.headers
+        if urlsplit(self.target).scheme.lower() not in ("http", "https"):
+            raise FetchConnectionError(f"{where}: request failed (not an http or https URL)")
+        sent = {**SENT_HEADERS, **(self.headers or {})}
+        timeout = Timeout(connect=min(self.policy.connect_timeout, left),
+                          read=min(self.policy.read_timeout, left))
+        with watching(self.deadline):
+            resp = self.send(sent, timeout, where)
+            complete = False
+            try:
+                status, got_headers = resp.status, resp.headers
+                if self.follow_redirects and resp.get_redirect_location():
+                    raise FetchHTTPError(f"{where}: more than {MAX_REDIRECTS} redirects", status)
                 content = _read_body(resp, self.policy, self.deadline, where)
-        except requests.RequestException as exc:
-            raise self.transport_error(exc, where) from exc
-        finally:
-            _active.deadline = None
+                complete = True
+            except (HTTPError, OSError) as exc:
+                raise self.transport_error(exc, where, reading=True) from exc
+            finally:
+                if not complete:
+                    resp.close()  # a half-read answer: its connection is not reused
+                resp.release_conn()
         if self.deadline.expired():  # the watchdog cut a body that had no length
             raise FetchTimeout(f"{where}: the answer took longer than "
                                f"{self.policy.total_timeout:g}s")
         return _reply(self.url, status, got_headers, content, where)
 
-    def transport_error(self, exc: requests.RequestException, where: str) -> Exception:
+    def send(self, sent: Mapping[str, str], timeout: Timeout, where: str) -> BaseHTTPResponse:
+        """The answer's status and headers (its body not read yet); redirects followed."""
+        try:
+            pools = self.client.pools_for(self.target)
+        except (ValueError, HTTPError) as exc:  # a proxy URL urllib3 cannot use
+            raise FetchConnectionError(f"{where}: unusable proxy ({_reason(exc)})") from None
+        retries = Retry(total=None, connect=0, read=0, status=0, other=0,
+                        redirect=MAX_REDIRECTS, raise_on_redirect=False)
+        try:
+            return pools.urlopen(self.method, self.target, body=self.body, headers=sent,
+                                 timeout=timeout, retries=retries,
+                                 redirect=self.follow_redirects, preload_content=False,
+                                 decode_content=True)
+        except (HTTPError, OSError) as exc:
+            raise self.transport_error(exc, where, reading=False) from exc
+
+    def transport_error(self, exc: BaseException, where: str, *, reading: bool) -> Exception:
         if self.deadline.expired():
             return FetchTimeout(f"{where}: no complete answer within "
                                 f"{self.policy.total_timeout:g}s")
-        if isinstance(exc, requests.Timeout):
-            return FetchTimeout(f"{where}: no answer in time ({_reason(exc)})")
-        if isinstance(exc, requests.exceptions.ContentDecodingError):
+        if isinstance(exc, MaxRetryError) and exc.reason is not None:
+            exc = exc.reason
+        if isinstance(exc, DecodeError):
             return FetchPayloadError(f"{where}: cannot decode the answer ({_reason(exc)})")
-        if isinstance(exc, requests.TooManyRedirects):  # a loop: not worth a retry
-            status = exc.response.status_code if exc.response is not None else 310
-            return FetchHTTPError(f"{where}: more than {MAX_REDIRECTS} redirects", status)
-        if isinstance(exc, requests.ConnectionError):
-            if any(isinstance(a, ReadTimeoutError) for a in exc.args):
-                return FetchTimeout(f"{where}: the answer stalled ({_reason(exc)})")
+        if isinstance(exc, ReadTimeoutError):
+            said = "the answer stalled" if reading else "no answer in time"
+            return FetchTimeout(f"{where}: {said} ({_reason(exc)})")
+        if isinstance(exc, (NewConnectionError, SSLError, ProxyError)) or (
+                isinstance(exc, ProtocolError) and not reading):
             return FetchConnectionError(f"{where}: cannot connect ({_reason(exc)})")
-        # broken chunking, a bad URL
+        if isinstance(exc, Urllib3Timeout):  # connecting took too long
+            return FetchTimeout(f"{where}: no answer in time ({_reason(exc)})")
+        # broken chunking, a connection cut mid-body, a bad URL
         return FetchConnectionError(f"{where}: request failed ({_reason(exc)})")
 
 
@@ -265,7 +300,7 @@ def _reply(url: str, status: int, headers: Mapping[str, str], content: bytes,
     return Reply(url=url, status=status, headers=headers, content=content)
 
 
-def _read_body(resp: requests.Response, policy: FetchPolicy, deadline: _Deadline,
+def _read_body(resp: BaseHTTPResponse, policy: FetchPolicy, deadline: Deadline,
                where: str) -> bytes:
     """The body, streamed: refused beyond ``max_bytes`` or past the deadline."""
     declared = resp.headers.get("Content-Length", "")
@@ -273,7 +308,7 @@ def _read_body(resp: requests.Response, policy: FetchPolicy, deadline: _Deadline
         raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    for chunk in resp.iter_content(chunk_size=CHUNK):
+    for chunk in resp.stream(CHUNK, decode_content=True):
         size += len(chunk)
         if size > policy.max_bytes:
             raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
@@ -281,103 +316,6 @@ def _read_body(resp: requests.Response, policy: FetchPolicy, deadline: _Deadline
             raise FetchTimeout(f"{where}: the answer took longer than {policy.total_timeout:g}s")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-# --- the deadline ----------------------------------------------------------------------------
-
-_active = threading.local()  # the deadline of the request() running in this thread
-
-
-class _Deadline:
-    """The end of one :func:`request` call: from then on, the sockets it uses are shut.
-
-    A blocked ``recv`` on a shut socket returns at once, so a server that trickles its headers
-    or body one byte per second cannot hold the caller past the deadline.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-        self._connections: list[HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="http-deadline", daemon=True)
-        self._thread.start()
-
-    def remaining(self) -> float:
-        return self.end - time.monotonic()
-
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-    def watch(self, connection: HTTPConnection) -> None:
-        with self._lock:
-            self._connections.append(connection)
-
-    def close(self) -> None:
-        """The call is over: stop watching (its connections go back to the pool)."""
-        self._done.set()
-
-    def _watch(self) -> None:
-        if self._done.wait(max(0.0, self.remaining())):
-            return
-        while True:  # shut every socket of the call, including one still being connected
-            with self._lock:
-                connections = list(self._connections)
-            for connection in connections:
-                sock = getattr(connection, "sock", None)
-                if sock is not None:
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-            if self._done.wait(0.05):
-                return
-
-
-class _Watched:
-    """A urllib3 connection that registers itself with the deadline of the running call."""
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        deadline = getattr(_active, "deadline", None)
-        if deadline is not None:
-            deadline.watch(self)  # type: ignore[arg-type]
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class _WatchedHTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """requests' adapter, with connections the deadline watchdog can shut."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        return manager
-
-
-def _prepare(session: requests.Session) -> None:
-    """Mount the deadline adapter and the redirect limit (once per session)."""
-    if not isinstance(session.get_adapter("https://"), _DeadlineAdapter):
-        adapter = _DeadlineAdapter()
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.max_redirects = MAX_REDIRECTS
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -420,7 +358,7 @@ def _excerpt(content: bytes) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost useful words of a requests/urllib3 error (no URLs with queries)."""
+    """The innermost useful words of a urllib3 error (no URLs with queries)."""
     inner: BaseException = exc
     while inner.args and isinstance(inner.args[0], BaseException):
         inner = inner.args[0]

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import requests
-
 from daemon.errors import FetchError, FetchHTTPError, FetchPayloadError
 from daemon.http import FetchPolicy, describe_url, request
+from daemon.http_client import Client
 from daemon.store.db import Database
 from daemon.store.models import HttpCache
 
@@ -84,7 +83,7 @@ def is_due(
 
 def fetch_cached(
     db: Database,
-    session: requests.Session,
+    client: Client,
     url: str,
     *,
     now: datetime,
@@ -110,7 +109,7 @@ def fetch_cached(
     if isinstance(cached, Document):
         return cached
     try:
-        fresh = _ask(session, url, policy, cached, validate)
+        fresh = _ask(client, url, policy, cached, validate)
     except FetchError as exc:
         _record_failure(db, url, exc)
         return Document(url, cached.body, "cache", cached.fetched_at, now, error=exc)
@@ -153,7 +152,7 @@ def _claim_attempt(db: Database, url: str, now: datetime,
         return _Cached(row.body, row.etag, row.last_modified, row.fetched_at)
 
 
-def _ask(session: requests.Session, url: str, policy: FetchPolicy, cached: _Cached,
+def _ask(client: Client, url: str, policy: FetchPolicy, cached: _Cached,
          validate: Callable[[str], object] | None) -> _Answer:
     """The server's answer, validated; a FetchError for anything unusable."""
     headers: dict[str, str] = {}
@@ -162,7 +161,7 @@ def _ask(session: requests.Session, url: str, policy: FetchPolicy, cached: _Cach
             headers["If-None-Match"] = cached.etag
         if cached.last_modified:
             headers["If-Modified-Since"] = cached.last_modified
-    reply = request(session, url, policy=policy, headers=headers)
+    reply = request(client, url, policy=policy, headers=headers)
     if reply.status == 304:
         if cached.body is None:
             raise FetchPayloadError(f"{describe_url(url)}: HTTP 304 but nothing is cached")

@@ -97,11 +97,19 @@ def local_times(
                      _iter_after(schedule, start_local, end_local, workdays))
 
 
-@lru_cache(maxsize=16384)
-def _rule(text: str, dtstart: datetime) -> du_rrule.rrule:
-    parsed = du_rrule.rrulestr(text, dtstart=dtstart, forceset=False, cache=False)
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> du_rrule.rrule:
+    """The rule's text read once (many events share one); :func:`_rule` gives it a start."""
+    parsed = du_rrule.rrulestr(text, dtstart=datetime(2000, 1, 1), forceset=False, cache=False)
     assert isinstance(parsed, du_rrule.rrule)
     return parsed
+
+
+@lru_cache(maxsize=16384)
+def _rule(text: str, dtstart: datetime) -> du_rrule.rrule:
+    """The rule from ``dtstart``: the defaults a start gives (weekday, time of day) are taken
+    from it, as if the text had been read with it."""
+    return _parsed(text).replace(dtstart=dtstart)
 
 
 _PERIODS = {
@@ -121,15 +129,13 @@ def rule_near(text: str, dtstart: datetime, not_before: datetime) -> du_rrule.rr
     occurrences from ``not_before`` on are unchanged. Not done for COUNT (it counts from the
     start) nor for MONTHLY/YEARLY (month lengths differ; they are cheap to walk anyway).
     """
-    rule = _rule(text, dtstart)
-    period = _PERIODS.get(rule._freq)  # type: ignore[attr-defined]
-    if period is None or rule._count is not None:  # type: ignore[attr-defined]
-        return rule
-    step = period * rule._interval  # type: ignore[attr-defined]
+    parsed = _parsed(text)
+    period = _PERIODS.get(parsed._freq)  # type: ignore[attr-defined]
+    if period is None or parsed._count is not None:  # type: ignore[attr-defined]
+        return _rule(text, dtstart)
+    step = period * parsed._interval  # type: ignore[attr-defined]
     skips = (not_before - dtstart) // step - 1
-    if skips <= 0:
-        return rule
-    return _rule(text, dtstart + skips * step)
+    return _rule(text, dtstart + skips * step if skips > 0 else dtstart)
 
 
 def occurrences(schedule: Schedule, start: datetime, end: datetime,
@@ -155,7 +161,10 @@ def next_occurrence(
     """The first instant strictly after ``after``; a recurrence is searched at most ``within``
     ahead (a rule that matches nothing must not search forever)."""
     tz = zone(schedule.tz)
-    start_local = after.astimezone(tz).replace(tzinfo=None) - DST_SLACK
+    start_local = after.astimezone(tz).replace(tzinfo=None)
+    if (after - DST_SLACK).astimezone(tz).utcoffset() != \
+            (after + DST_SLACK).astimezone(tz).utcoffset():
+        start_local -= DST_SLACK  # near a DST change wall time and instants part ways
     end_local = max(start_local, datetime.fromisoformat(schedule.dtstart)) + within
     for local in _iter_after(schedule, start_local, end_local, workdays):
         instant = to_instant(local, tz)

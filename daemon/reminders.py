@@ -180,7 +180,10 @@ def upcoming(app: Planned) -> list[dict[str, Any]]:
     """Every reminder with its next occurrence (None when it has none left)."""
     now = app.clock.now()
     with app.db.session() as s:
-        return [event_view(e, now, app.workdays) for e in repo.list_events(s)]
+        events = repo.list_events(s)
+        # the official calendar (holiday data) is loaded only when a reminder follows it
+        workdays = app.workdays if any(e.day_filter for e in events) else None
+        return [event_view(e, now, workdays) for e in events]
 
 
 MAX_SHOWN = 1000
@@ -345,7 +348,7 @@ class AppActions:
 
 # --- views ------------------------------------------------------------------------------------
 
-def event_view(event: Event, now: datetime, workdays: Workdays) -> dict[str, Any]:
+def event_view(event: Event, now: datetime, workdays: Workdays | None) -> dict[str, Any]:
     nxt = None if event.paused else next_occurrence(event, now, workdays=workdays)
     tz = zone(event.tz)
     local = nxt.astimezone(tz) if nxt else None  # in the event's zone, as the person reads it

@@ -2,7 +2,8 @@
 ISO 8601), the line that confirms an instant, and RFC 5545 RRULEs.
 
 Chinese phrases are read by :mod:`daemon.chinese_time` (dateparser and jionlp miss many: see
-bench/time_phrases.py and docs/benchmarks.md), English by dateparser; ISO 8601 is read exactly.
+bench/time_phrases.py and docs/benchmarks.md), the English people type most by
+:mod:`daemon.english_time`, other English by dateparser; ISO 8601 is read exactly.
 Recurrence phrases (``每周一三五``, ``every 2 weeks``) live in :mod:`daemon.recurrence`.
 """
 
@@ -50,7 +51,8 @@ def format_duration(delta: timedelta) -> str:
 def parse_when(text: str, now: datetime, zone: tzinfo) -> datetime:
     """Read an instant relative to ``now``; naive readings are in ``zone``. Returns an aware
     datetime in ``zone``. ISO 8601 is read exactly, Chinese by :mod:`daemon.chinese_time`,
-    anything else by dateparser (imported only then: it is slow to import)."""
+    common English by :mod:`daemon.english_time`, any other English by dateparser (imported
+    only then: it is slow to load)."""
     raw = text.strip()
     if not raw:
         raise InputError("empty time: give one like 'tomorrow 8:00', '明天早上8点' or ISO 8601")
@@ -61,7 +63,9 @@ def parse_when(text: str, now: datetime, zone: tzinfo) -> datetime:
 
         found = parse_chinese(raw, local_now)
     if found is None and not _HAN.search(raw):
-        found = _english(raw, local_now, zone)
+        from daemon.english_time import parse_english
+
+        found = parse_english(raw, local_now) or _english(raw, local_now, zone)
     if found is None:
         raise InputError(
             f"cannot understand time {text!r} (try 'in 10 minutes', 'tomorrow 8:00', "
@@ -94,8 +98,8 @@ DAY_DEFAULT = time(9, 0)
 
 
 def _english(text: str, local_now: datetime, zone: tzinfo) -> datetime | None:
-    """dateparser, preferring the future: a day without a time means 09:00, and a time of day
-    already passed today (``noon`` at 13:00) means tomorrow's."""
+    """English beyond :mod:`daemon.english_time`, by dateparser, preferring the future: a day
+    without a time means 09:00, and a time of day already passed today means tomorrow's."""
     import dateparser  # slow to import; only needed for free-form phrases
 
     text = _english_hours(text)

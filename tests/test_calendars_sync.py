@@ -14,6 +14,7 @@ from sqlalchemy import select
 from werkzeug import Request, Response
 
 from daemon.app import App
+from daemon.calendars import apply as apply_module
 from daemon.calendars import feeds as sync_module
 from daemon.calendars import subscribe, subscriptions, sync, sync_due, unsubscribe
 from daemon.errors import InputError, NotFoundError, StoreError
@@ -199,16 +200,15 @@ def test_apply_interrupted_is_redone_from_the_cache(cal_app: App, feed: Feed,
                                                     httpserver: HTTPServer,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     subscribe(cal_app, httpserver.url_for(PATH), "10m")
-    real_apply = sync_module.apply
 
     def broken_apply(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise StoreError("database is locked")
 
-    monkeypatch.setattr(sync_module, "apply", broken_apply)
+    monkeypatch.setattr(apply_module, "apply", broken_apply)
     [result] = run(cal_app)
     assert result.status == "error" and "locked" in (result.error or "")
     assert feed_events(cal_app) == []
-    monkeypatch.setattr(sync_module, "apply", real_apply)
+    monkeypatch.undo()
     [result] = run(cal_app, minutes=11)  # the server answers 304; the cached body is applied
     assert feed.conditional[-1] == '"v1"'
     assert result.status == "changed" and len(feed_events(cal_app)) == 6

@@ -23,8 +23,9 @@ from daemon.calendars import subscribe, sync_due
 from daemon.config import load_settings
 from daemon.context.days import validate_feed
 from daemon.context.weather import OpenMeteo, WeatherService
-from daemon.http import FetchPolicy, new_session
+from daemon.http import FetchPolicy
 from daemon.http_cache import cached_document, fetch_cached
+from daemon.http_client import Client
 from daemon.store.db import Database
 from daemon.store.models import Event, Forecast, Subscription
 from tests.calendar_fixtures import NOW, corpus_text, make_app
@@ -78,7 +79,7 @@ def hostile(server: HostileServer, mode: str, refresh: Callable[[], object]) -> 
 def test_weather_survives(mode: str, server: HostileServer, tmp_path: Path,
                           warnings: Callable[[], list[str]]) -> None:
     db = Database(tmp_path / "chime.db")
-    client = OpenMeteo(new_session(), policy(), base_url=server.url(f"/{mode}"))
+    client = OpenMeteo(Client(), policy(), base_url=server.url(f"/{mode}"))
     weather = WeatherService(db, client, 31.23, 121.47, refresh=timedelta(minutes=60))
     assert weather.refresh(WEATHER_NOW)  # the last good forecast
     assert weather.reading(RAIN_AT, WEATHER_NOW).word == "小雨"
@@ -96,10 +97,10 @@ def test_weather_survives(mode: str, server: HostileServer, tmp_path: Path,
 @pytest.mark.parametrize("mode", MODES)
 def test_holiday_feed_survives(mode: str, server: HostileServer, tmp_path: Path) -> None:
     db = Database(tmp_path / "chime.db")
-    url, session = server.url(f"/{mode}/holidays.ics"), new_session()
+    url, client = server.url(f"/{mode}/holidays.ics"), Client()
 
     def fetch(now: datetime):  # type: ignore[no-untyped-def]
-        return fetch_cached(db, session, url, now=now, policy=policy(), validate=validate_feed)
+        return fetch_cached(db, client, url, now=now, policy=policy(), validate=validate_feed)
 
     good = fetch(NOW)
     assert good.error is None and good.body

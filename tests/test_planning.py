@@ -101,3 +101,18 @@ def test_moving_the_start_forward_changes_no_occurrence(rule: str, zone_name: st
     assert got == expected
     assert next_occurrence(Recurrence(start.isoformat(), zone_name, rule),
                            datetime(2026, 3, 1, tzinfo=UTC)) is not None or rule.endswith("COUNT=500")
+
+
+@pytest.mark.parametrize("zone_name", ["Europe/Berlin", "America/New_York", "Asia/Shanghai"])
+@pytest.mark.parametrize("rule", ["FREQ=MINUTELY;INTERVAL=30", "FREQ=HOURLY", "FREQ=DAILY"])
+def test_next_occurrence_agrees_with_occurrences_around_dst_changes(zone_name: str,
+                                                                    rule: str) -> None:
+    """next_occurrence skips its DST slack away from a change: it must still find the same
+    instant as the full expansion, on both sides of both 2026 changes."""
+    r = Recurrence("2026-01-01T02:30:00", zone_name, rule)
+    for change in (datetime(2026, 3, 8, 7, tzinfo=UTC), datetime(2026, 3, 29, 1, tzinfo=UTC),
+                   datetime(2026, 10, 25, 1, tzinfo=UTC), datetime(2026, 11, 1, 6, tzinfo=UTC)):
+        for minutes in range(-300, 301, 10):
+            after = change + timedelta(minutes=minutes)
+            expected = occurrences(r, after + timedelta(microseconds=1), after + timedelta(2))
+            assert next_occurrence(r, after) == expected[0], after

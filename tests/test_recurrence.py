@@ -232,7 +232,7 @@ def test_an_export_rings_on_the_same_workdays_in_other_programs() -> None:
     import icalendar
     import recurring_ical_events
 
-    from daemon.calendars.export import export_calendar
+    from daemon.calendars.write import export_calendar
     from daemon.store.models import Event
 
     event = Event(id=1, task="站会", dtstart="2026-09-01T09:30:00", tz=SH, rrule="FREQ=DAILY",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -129,3 +131,15 @@ def test_amounts_of_time_across_a_dst_change() -> None:
     assert later.timestamp() - now.timestamp() == 24 * 3600  # real hours
     assert later.hour == 11  # on the wall clock, one more
     assert parse_when("三天后", now, ny) == datetime(2026, 3, 10, 10, 0, tzinfo=ny)  # wall time
+
+
+@pytest.mark.parametrize("phrase", ["tomorrow 8:00", "in 10 minutes", "friday 5pm", "noon",
+                                    "Dec 24 7pm", "tonight at 9", "at 7"])
+def test_common_english_needs_no_dateparser(phrase: str) -> None:
+    """dateparser costs a command 0.15–0.2 s to load: the forms people type most skip it."""
+    code = ("import sys\nfrom datetime import datetime\nfrom zoneinfo import ZoneInfo\n"
+            "from daemon.timeparse import parse_when\n"
+            f"parse_when({phrase!r}, datetime(2026, 11, 28, 10, tzinfo=ZoneInfo('UTC')),"
+            " ZoneInfo('UTC'))\n"
+            "assert 'dateparser' not in sys.modules, 'dateparser was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

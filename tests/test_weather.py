@@ -9,7 +9,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 from pytest_httpserver import HTTPServer
 
 from daemon.context.weather import (
@@ -22,6 +21,7 @@ from daemon.context.weather import (
 )
 from daemon.errors import FetchPayloadError
 from daemon.http import USER_AGENT
+from daemon.http_client import Client
 from daemon.store.db import Database
 from daemon.store.models import Forecast
 from tests.context_fixtures import (
@@ -49,14 +49,14 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
+def client() -> Iterator[Client]:
+    with Client() as c:
+        yield c
 
 
-def service(db: Database, session: requests.Session, base_url: str, *,
+def service(db: Database, http: Client, base_url: str, *,
             air_url: str = "", sleeps: Sleeps | None = None) -> WeatherService:
-    client = OpenMeteo(session, fast_policy(sleeps), base_url=base_url, forecast_days=3,
+    client = OpenMeteo(http, fast_policy(sleeps), base_url=base_url, forecast_days=3,
                        air_quality_url=air_url)
     return WeatherService(db, client, LAT, LON, refresh=timedelta(minutes=60))
 
@@ -87,10 +87,10 @@ def test_hour_index_is_the_hour_that_contains_the_instant() -> None:
 
 
 def test_normal_fetch_stores_and_reads_the_event_hour(
-    httpserver: HTTPServer, db: Database, session: requests.Session
+    httpserver: HTTPServer, db: Database, client: Client
 ) -> None:
     serve(httpserver, "forecast_shanghai.json")
-    weather = service(db, session, httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"))
     assert weather.refresh(NOW) is True
     request = httpserver.log[0][0]
     assert request.headers["User-Agent"] == USER_AGENT
@@ -110,13 +110,13 @@ def test_normal_fetch_stores_and_reads_the_event_hour(
 
 
 def test_one_request_per_interval_even_across_restarts(
-    httpserver: HTTPServer, db: Database, session: requests.Session, tmp_path: Path
+    httpserver: HTTPServer, db: Database, client: Client, tmp_path: Path
 ) -> None:
     serve(httpserver, "forecast_shanghai.json")
-    assert service(db, session, httpserver.url_for("/")).refresh(NOW)
+    assert service(db, client, httpserver.url_for("/")).refresh(NOW)
     restarted = Database(tmp_path / "chime.db")  # a new process on the same file
     try:
-        again = service(restarted, session, httpserver.url_for("/"))
+        again = service(restarted, client, httpserver.url_for("/"))
         assert not again.due(NOW + timedelta(minutes=59))
         assert again.refresh(NOW + timedelta(minutes=59)) is False
         assert hits(httpserver, PATH) == 1
@@ -135,35 +135,35 @@ def test_one_request_per_interval_even_across_restarts(
     ],
 )
 def test_bad_answers_leave_the_cache_alone(
-    httpserver: HTTPServer, db: Database, session: requests.Session,
+    httpserver: HTTPServer, db: Database, client: Client,
     name: str, status: int, needle: str,
 ) -> None:
     serve(httpserver, name, status)
-    weather = service(db, session, httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"))
     assert weather.refresh(NOW) is False
     reading = weather.reading(RAIN_AT, NOW)
     assert (reading.word, reading.source) == (UNKNOWN_WEATHER, "unknown")
     assert needle in (reading.note or "")
 
 
-def test_invalid_json(httpserver: HTTPServer, db: Database, session: requests.Session) -> None:
+def test_invalid_json(httpserver: HTTPServer, db: Database, client: Client) -> None:
     httpserver.expect_request(PATH).respond_with_data(
         payload_bytes("forecast_shanghai.json")[:700], content_type="application/json")
-    weather = service(db, session, httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"))
     assert weather.refresh(NOW) is False
     assert "not valid JSON" in (weather.reading(RAIN_AT, NOW).note or "")
 
 
 def test_client_raises_payload_errors_directly(
-    httpserver: HTTPServer, session: requests.Session
+    httpserver: HTTPServer, client: Client
 ) -> None:
     serve(httpserver, "forecast_no_hourly.json")
-    client = OpenMeteo(session, fast_policy(), base_url=httpserver.url_for("/v1/forecast"))
+    client = OpenMeteo(client, fast_policy(), base_url=httpserver.url_for("/v1/forecast"))
     with pytest.raises(FetchPayloadError):
         client.forecast(LAT, LON)
 
 
-def test_timeout_then_cold_cache(db: Database, session: requests.Session,
+def test_timeout_then_cold_cache(db: Database, client: Client,
                                  httpserver: HTTPServer) -> None:
     import threading
 
@@ -177,7 +177,7 @@ def test_timeout_then_cold_cache(db: Database, session: requests.Session,
 
     httpserver.expect_request(PATH).respond_with_handler(slow)
     sleeps = Sleeps()
-    client = OpenMeteo(session, fast_policy(sleeps, read_timeout=0.1, retries=1),
+    client = OpenMeteo(client, fast_policy(sleeps, read_timeout=0.1, retries=1),
                        base_url=httpserver.url_for("/"))
     weather = WeatherService(db, client, LAT, LON)
     try:
@@ -189,9 +189,9 @@ def test_timeout_then_cold_cache(db: Database, session: requests.Session,
     assert "no answer in time" in (reading.note or "") and sleeps.waits == [0.25]
 
 
-def test_connection_refused_with_a_cold_cache(db: Database, session: requests.Session) -> None:
+def test_connection_refused_with_a_cold_cache(db: Database, client: Client) -> None:
     sleeps = Sleeps()
-    weather = service(db, session, refused_url("/"), sleeps=sleeps)
+    weather = service(db, client, refused_url("/"), sleeps=sleeps)
     assert weather.refresh(NOW) is False
     assert len(sleeps.waits) == 2  # bounded retries, no real waiting
     reading = weather.reading(RAIN_AT, NOW)
@@ -202,10 +202,10 @@ def test_connection_refused_with_a_cold_cache(db: Database, session: requests.Se
 
 
 def test_500_keeps_the_warm_cache_serving(
-    httpserver: HTTPServer, db: Database, session: requests.Session
+    httpserver: HTTPServer, db: Database, client: Client
 ) -> None:
     serve(httpserver, "forecast_shanghai.json")
-    weather = service(db, session, httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"))
     weather.refresh(NOW)
     httpserver.clear()
     httpserver.expect_request(PATH).respond_with_data("Internal Server Error", status=500)
@@ -218,17 +218,17 @@ def test_500_keeps_the_warm_cache_serving(
 
 
 def test_429_retry_after_is_honoured_across_restarts(
-    httpserver: HTTPServer, db: Database, session: requests.Session, tmp_path: Path
+    httpserver: HTTPServer, db: Database, client: Client, tmp_path: Path
 ) -> None:
     serve(httpserver, "error_429.json", 429, **{"Retry-After": "7200"})
-    weather = service(db, session, httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"))
     assert weather.refresh(NOW) is False
     with db.session() as s:
         row = s.get(Forecast, weather.key)
         assert row is not None and row.payload["retry_after"] == 7200.0
     restarted = Database(tmp_path / "chime.db")
     try:
-        again = service(restarted, session, httpserver.url_for("/"))
+        again = service(restarted, client, httpserver.url_for("/"))
         assert again.refresh(NOW + timedelta(minutes=90)) is False  # past refresh, not Retry-After
         assert hits(httpserver, PATH) == 1
         httpserver.clear()
@@ -240,10 +240,10 @@ def test_429_retry_after_is_honoured_across_restarts(
 
 
 def test_forecast_not_covering_the_event(
-    httpserver: HTTPServer, db: Database, session: requests.Session
+    httpserver: HTTPServer, db: Database, client: Client
 ) -> None:
     serve(httpserver, "forecast_shanghai.json")
-    weather = service(db, session, httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"))
     weather.refresh(NOW)
     for at in (datetime(2026, 2, 25, 8, 0, tzinfo=SH),  # beyond the horizon
                datetime(2026, 2, 14, 8, 0, tzinfo=SH),  # before it
@@ -253,11 +253,11 @@ def test_forecast_not_covering_the_event(
         assert "does not cover" in (reading.note or "")
 
 
-def test_offline_warm_cache_serves_days_later(db: Database, session: requests.Session,
+def test_offline_warm_cache_serves_days_later(db: Database, client: Client,
                                               httpserver: HTTPServer) -> None:
     serve(httpserver, "forecast_shanghai.json")
-    service(db, session, httpserver.url_for("/")).refresh(NOW)
-    offline = service(db, session, refused_url("/"))  # the network is gone
+    service(db, client, httpserver.url_for("/")).refresh(NOW)
+    offline = service(db, client, refused_url("/"))  # the network is gone
     later = NOW + timedelta(hours=30)
     assert offline.refresh(later) is False
     reading = offline.reading(datetime(2026, 2, 18, 10, 0, tzinfo=SH), later)
@@ -265,12 +265,12 @@ def test_offline_warm_cache_serves_days_later(db: Database, session: requests.Se
 
 
 def test_air_quality_turns_a_clear_sky_into_haze(
-    httpserver: HTTPServer, db: Database, session: requests.Session
+    httpserver: HTTPServer, db: Database, client: Client
 ) -> None:
     serve(httpserver, "forecast_shanghai.json")
     httpserver.expect_request("/v1/air-quality").respond_with_data(
         payload_bytes("air_quality_shanghai.json"), content_type="application/json")
-    weather = service(db, session, httpserver.url_for("/"), air_url=httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"), air_url=httpserver.url_for("/"))
     weather.refresh(NOW)
     assert httpserver.log[-1][0].args["hourly"] == "pm2_5"
     hazy = FORECAST_START + timedelta(hours=56, minutes=10)  # WMO 0, PM2.5 142.7
@@ -279,11 +279,11 @@ def test_air_quality_turns_a_clear_sky_into_haze(
 
 
 def test_air_quality_failure_keeps_the_forecast(
-    httpserver: HTTPServer, db: Database, session: requests.Session
+    httpserver: HTTPServer, db: Database, client: Client
 ) -> None:
     serve(httpserver, "forecast_shanghai.json")
     httpserver.expect_request("/v1/air-quality").respond_with_data("nope", status=404)
-    weather = service(db, session, httpserver.url_for("/"), air_url=httpserver.url_for("/"))
+    weather = service(db, client, httpserver.url_for("/"), air_url=httpserver.url_for("/"))
     assert weather.refresh(NOW) is True
     assert weather.reading(FORECAST_START + timedelta(hours=56), NOW).word == "晴天"
 

@@ -18,23 +18,25 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
 from sqlalchemy import delete, func, select
 
-from daemon.calendars.apply import Outcome, apply, options, parse_checked
-from daemon.calendars.parse import Parsed
 from daemon.config_values import is_http_url
 from daemon.errors import ChimeError, InputError, NotFoundError
-from daemon.http import FetchPolicy, describe_url, new_session
+from daemon.http import FetchPolicy, describe_url
 from daemon.http_cache import fetch_cached
+from daemon.http_client import Client
 from daemon.parts import Stored
 from daemon.store import repo
 from daemon.store.db import lock_for_write
 from daemon.store.models import Event, HttpCache, Meta, Subscription
 from daemon.timeparse import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from daemon.calendars.apply import Outcome
+    from daemon.calendars.parse import Parsed
 
 log = logging.getLogger("daemon.calendars")
 
@@ -119,7 +121,7 @@ def subscriptions(app: Stored) -> list[dict[str, Any]]:
 
 
 def sync(app: Stored, now: datetime, ids: list[int] | None = None, *, force: bool = False,
-         session: requests.Session | None = None,
+         client: Client | None = None,
          policy: FetchPolicy | None = None) -> list[SyncResult]:
     """Sync the given subscriptions (all when None); ``force`` ignores the interval."""
     with app.db.session() as s:
@@ -128,8 +130,8 @@ def sync(app: Stored, now: datetime, ids: list[int] | None = None, *, force: boo
     missing = set(ids or ()) - {sub.id for sub in subs}
     if missing:
         raise NotFoundError(f"no subscription with id {min(missing)}")
-    owned = session is None
-    http = session or new_session()
+    owned = client is None
+    http = client or Client()
     try:
         return [sync_one(app, sub, now, http, policy or FetchPolicy(), force) for sub in subs]
     finally:
@@ -161,21 +163,23 @@ def sync_due(app: Stored, now: datetime, policy: FetchPolicy | None = None) -> N
         log.exception("syncing calendar subscriptions failed")
 
 
-def sync_one(app: Stored, sub: Subscription, now: datetime, session: requests.Session,
+def sync_one(app: Stored, sub: Subscription, now: datetime, client: Client,
              policy: FetchPolicy, force: bool = False) -> SyncResult:
     """Fetch one subscription (when due or forced) and apply its body if it is new."""
     where = describe_url(sub.url)
+    from daemon.calendars import apply as calendar  # the iCalendar parser: only when syncing
+
     checked: dict[str, Parsed] = {}
 
     def validate(body: str) -> None:
         try:
-            checked[body] = parse_checked(body, opts)
+            checked[body] = calendar.parse_checked(body, opts)
         except InputError as exc:
             raise ValueError(str(exc)) from exc
 
     try:
-        opts = options(app, now)
-        doc = fetch_cached(app.db, session, sub.url, now=now, policy=policy,
+        opts = calendar.options(app, now)
+        doc = fetch_cached(app.db, client, sub.url, now=now, policy=policy,
                            min_interval=timedelta(seconds=sub.every_s), force=force,
                            validate=validate)
         fingerprint = _fingerprint(doc.body, opts) if doc.body is not None else None
@@ -183,7 +187,7 @@ def sync_one(app: Stored, sub: Subscription, now: datetime, session: requests.Se
             applied = repo.get_meta(s, _fingerprint_key(sub.id))
         parsed = None
         if doc.body is not None and fingerprint != applied:
-            parsed = checked.get(doc.body) or parse_checked(doc.body, opts)
+            parsed = checked.get(doc.body) or calendar.parse_checked(doc.body, opts)
         with app.db.session() as s:
             lock_for_write(s)  # an import or another sync may be applying at the same time
             row = s.get(Subscription, sub.id)
@@ -195,7 +199,7 @@ def sync_one(app: Stored, sub: Subscription, now: datetime, session: requests.Se
                 row.last_checked, row.last_error = now, None
             outcome = None
             if parsed is not None and fingerprint is not None:
-                outcome = apply(s, parsed, sub.id)
+                outcome = calendar.apply(s, parsed, sub.id)
                 repo.set_meta(s, _fingerprint_key(sub.id), fingerprint)
                 row.last_changed = now
     except ChimeError as exc:  # a database failure, or a cached body that no longer parses

@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 
-import requests
-
 from daemon.clock import Clock
 from daemon.config import Settings
 from daemon.context import Context
@@ -34,8 +32,9 @@ from daemon.context.weather import (
     unknown,
 )
 from daemon.context.workdays import HolidayFeed
-from daemon.http import FetchPolicy, new_session
+from daemon.http import FetchPolicy
 from daemon.http_cache import fetch_cached
+from daemon.http_client import Client
 from daemon.store.db import Database
 
 log = logging.getLogger("daemon.context")
@@ -45,7 +44,7 @@ class ContextProvider:
     """The full context source over the database's forecast and feed caches."""
 
     def __init__(self, settings: Settings, db: Database, clock: Clock,
-                 session: requests.Session | None = None,
+                 client: Client | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.db = db
@@ -61,13 +60,13 @@ class ContextProvider:
         w = settings.weather
         self.policy = FetchPolicy(connect_timeout=w.connect_timeout, read_timeout=w.read_timeout,
                                   retries=w.retries, sleep=sleep)
-        self.session = session or new_session()
+        self.client = client or Client()
         self.weather: WeatherService | None = None
         loc = settings.location
         if loc.latitude is not None and loc.longitude is not None:
-            client = OpenMeteo(self.session, self.policy, base_url=w.base_url,
-                               forecast_days=w.forecast_days, air_quality_url=w.air_quality_url)
-            self.weather = WeatherService(db, client, loc.latitude, loc.longitude, w.refresh)
+            forecasts = OpenMeteo(self.client, self.policy, base_url=w.base_url,
+                                  forecast_days=w.forecast_days, air_quality_url=w.air_quality_url)
+            self.weather = WeatherService(db, forecasts, loc.latitude, loc.longitude, w.refresh)
         self.feed = (HolidayFeed(db, days.holiday_feed, lambda: clock.now().date())
                      if days.holiday_feed else None)
         self._lock = threading.Lock()
@@ -87,7 +86,7 @@ class ContextProvider:
             feed = self.settings.days.holiday_feed
             if feed:
                 try:
-                    doc = fetch_cached(self.db, self.session, feed, now=now, policy=self.policy,
+                    doc = fetch_cached(self.db, self.client, feed, now=now, policy=self.policy,
                                        min_interval=self.settings.days.feed_refresh,
                                        validate=validate_feed)
                     if doc.error is not None:

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import requests
-
 from daemon.errors import FetchError, FetchHTTPError, FetchPayloadError
 from daemon.http import FetchPolicy, describe_url, request
 from daemon.http_cache import is_due
+from daemon.http_client import Client
 from daemon.store.db import Database
 from daemon.store.models import Forecast
 
@@ -118,10 +117,10 @@ def hour_index(times: list[int], at: datetime) -> int | None:
 class OpenMeteo:
     """The Open-Meteo client: one forecast (and optional air-quality) request per call."""
 
-    def __init__(self, session: requests.Session, policy: FetchPolicy, *,
+    def __init__(self, client: Client, policy: FetchPolicy, *,
                  base_url: str = "https://api.open-meteo.com", forecast_days: int = 3,
                  air_quality_url: str = "") -> None:
-        self.session = session
+        self.client = client
         self.policy = policy
         self.forecast_url = _endpoint(base_url, "/v1/forecast")
         self.air_url = _endpoint(air_quality_url, "/v1/air-quality") if air_quality_url else ""
@@ -137,7 +136,7 @@ class OpenMeteo:
             "past_days": 1,
             "forecast_days": self.forecast_days,
         }
-        reply = request(self.session, self.forecast_url, policy=self.policy, params=params)
+        reply = request(self.client, self.forecast_url, policy=self.policy, params=params)
         return _series(reply.json(), "hourly", HOURLY, describe_url(self.forecast_url))
 
     def air_quality(self, latitude: float, longitude: float) -> dict[str, list[Any]] | None:
@@ -152,7 +151,7 @@ class OpenMeteo:
             "past_days": 1,
             "forecast_days": min(self.forecast_days, 7),
         }
-        reply = request(self.session, self.air_url, policy=self.policy, params=params)
+        reply = request(self.client, self.air_url, policy=self.policy, params=params)
         return _series(reply.json(), "hourly", ("pm2_5",), describe_url(self.air_url))
 
 

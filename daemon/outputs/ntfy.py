@@ -12,6 +12,7 @@ twice); any failure is an ``OutputError``, recorded for this output only.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,8 @@ from urllib.parse import urlsplit
 
 from daemon.config_checks import require
 from daemon.errors import ChimeError, FetchError, OutputError
-from daemon.http import FetchPolicy, new_session, request
+from daemon.http import FetchPolicy, request
+from daemon.http_client import Client
 from daemon.outputs.base import Actions, Reminder
 from daemon.priority import parse_priority, raised
 from daemon.timeparse import format_duration
@@ -39,6 +41,11 @@ def action_urls(public_url: str, occurrence_id: int) -> tuple[str, str]:
     return f"{base}/done?via=push", f"{base}/snooze?via=push"
 
 
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` value (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 class NtfyOutput:
     """Publishes each reminder to an ntfy topic, with 完成 / 稍后提醒 buttons."""
 
@@ -55,16 +62,17 @@ class NtfyOutput:
         self.headers = {"Content-Type": "application/json; charset=utf-8"}
         if conf.token:
             self.headers["Authorization"] = f"Bearer {conf.token}"
+        elif conf.user:
+            self.headers["Authorization"] = basic_auth(conf.user, conf.password)
         self.policy = FetchPolicy(connect_timeout=conf.timeout, read_timeout=conf.timeout,
                                   retries=0, total_timeout=conf.timeout, max_bytes=65536)
-        self.session = new_session()
-        self.session.auth = (conf.user, conf.password) if conf.user else None
+        self.client = Client()
 
     def send(self, reminder: Reminder) -> str:
         body = self.publication(reminder)
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
-            reply = request(self.session, self.url, policy=self.policy, headers=self.headers,
+            reply = request(self.client, self.url, policy=self.policy, headers=self.headers,
                             method="POST", body=data, follow_redirects=False)
         except FetchError as exc:
             raise OutputError(f"ntfy: {exc}") from None
@@ -114,4 +122,4 @@ class NtfyOutput:
         ]
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()

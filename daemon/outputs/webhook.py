@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.config_checks import require
 from daemon.errors import FetchError, OutputError
-from daemon.http import FetchPolicy, new_session, request
+from daemon.http import FetchPolicy, request
+from daemon.http_client import Client
 from daemon.outputs.base import Actions, Reminder
 
 if TYPE_CHECKING:
@@ -50,17 +51,17 @@ class WebhookOutput:
         self.topic = conf.topic
         self.policy = FetchPolicy(connect_timeout=conf.timeout, read_timeout=conf.timeout,
                                   retries=0, total_timeout=conf.timeout, max_bytes=65536)
-        self.session = new_session()
+        self.client = Client()
 
     def send(self, reminder: Reminder) -> str:
         body = json.dumps(payload(reminder, self.topic), ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json; charset=utf-8", **self.headers}
         try:
-            reply = request(self.session, self.url, policy=self.policy, method="POST",
+            reply = request(self.client, self.url, policy=self.policy, method="POST",
                             headers=headers, body=body, follow_redirects=False)
         except FetchError as exc:
             raise OutputError(f"webhook: {exc}") from None
         return f"HTTP {reply.status}"
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()

@@ -155,9 +155,8 @@ def check_speaker(doc: Doctor) -> Check:
 
 
 def check_ntfy(doc: Doctor) -> Check:
-    import requests
-
     from daemon.http import FetchPolicy, request
+    from daemon.http_client import Client
     from daemon.outputs.ntfy import NtfyOutput
 
     assert doc.settings is not None
@@ -171,8 +170,8 @@ def check_ntfy(doc: Doctor) -> Check:
     output.close()
     policy = FetchPolicy(connect_timeout=3, read_timeout=5, retries=0, total_timeout=10)
     try:  # ntfy's health endpoint: publishes nothing
-        with requests.Session() as session:
-            request(session, output.url + "v1/health", policy=policy)
+        with Client() as client:
+            request(client, output.url + "v1/health", policy=policy)
     except ChimeError as exc:
         return Check("ntfy", status, f"server unreachable: {exc}",
                      "check [ntfy] url and the network; pushes fail until it answers")
@@ -235,21 +234,20 @@ def check_daemon(doc: Doctor) -> Check:
 
 
 def check_weather(doc: Doctor) -> Check:
-    import requests
-
     from daemon.context.weather import OpenMeteo
     from daemon.http import FetchPolicy
+    from daemon.http_client import Client
 
     s = doc.settings
     assert s is not None
     policy = FetchPolicy(connect_timeout=3, read_timeout=5, retries=0, total_timeout=10)
-    client = OpenMeteo(requests.Session(), policy, base_url=s.weather.base_url,
-                       forecast_days=1)
-    try:
-        client.forecast(0.0, 0.0)  # reachability only: never the user's location
-    except ChimeError as exc:
-        return Check("weather", WARNING, f"forecast endpoint unreachable: {exc}",
-                     "offline is fine: the last forecast is used, else no weather word")
+    with Client() as http:
+        client = OpenMeteo(http, policy, base_url=s.weather.base_url, forecast_days=1)
+        try:
+            client.forecast(0.0, 0.0)  # reachability only: never the user's location
+        except ChimeError as exc:
+            return Check("weather", WARNING, f"forecast endpoint unreachable: {exc}",
+                         "offline is fine: the last forecast is used, else no weather word")
     if s.location.latitude is None:
         return Check("weather", WARNING, "endpoint reachable, but no location is set",
                      "set [location] latitude and longitude")
