@@ -7,14 +7,16 @@ Builds once (cached under ~/.cache/chime-bench) a random BLOOM (vocabulary 250 8
 synthetic byte-level BPE tokenizer of the same size (so vocabulary pruning has real work);
 then pulls, builds and loads them through chime's own code. Each backend runs in its own
 process, so its peak RSS is its own. Printed per backend: load time, peak RSS after loading
-and after generating, decode tok/s, teacher-forced argmax agreement with fp32, and the
+and after generating (taken before the agreement pass, whose logits for 64 positions at once
+are no part of decoding), decode tok/s, teacher-forced argmax agreement with fp32, and the
 bandwidth-bound limit (bytes read per token / measured memory read bandwidth).
 
 Variants: ``torch-int8`` (merged LoRA, default kernel: int-mm on x86), ``torch-int8-dyn``
 (the quantized engine's kernel, repacked at load), ``torch-int8-wo`` (weight-only kernel),
 ``torch-int8-sep`` (LoRA kept separate), ``torch-int8-40k`` (vocabulary pruned to ~40 000
 tokens). Every torch-int8 variant also gets worker cold starts: spawn → first generated token,
-as the daemon starts it. ``--peers llama.cpp,ctranslate2`` adds the peers (bench/peers.py).
+as the daemon starts it, with the worker's own peak RSS (VmHWM) then and after it has written
+a whole reminder (64 sampled tokens) on the same prompt. ``--peers llama.cpp,ctranslate2`` adds the peers (bench/peers.py).
 The fp32 run needs ~10 GB of RAM; run backends one at a time if short.
 """
 
@@ -24,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -167,6 +168,7 @@ def prepare(cache: Path) -> Path:
 def install(cache: Path, hub: Path) -> dict[str, Path]:
     """Pull (converting the pickle) and build each artifact variant once; their models dirs."""
     from daemon.generation import files as f
+    from daemon.generation import tokens
     from daemon.generation.build import build
 
     root = cache / "models"
@@ -174,6 +176,8 @@ def install(cache: Path, hub: Path) -> dict[str, Path]:
     for key, folder in dirs.items():
         files = f.ModelFiles(folder)
         if not files.missing("int8"):
+            if not (files.artifact / tokens.FILE).exists():  # built before tokens.py
+                tokens.save(files.artifact)
             continue
         folder.mkdir(parents=True, exist_ok=True)
         if files.missing("base"):
@@ -244,6 +248,7 @@ def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
             greedy(net, prompt, NEW_TOKENS)
             t2 = time.perf_counter()
             decode = max(decode, (NEW_TOKENS - 1) / ((t2 - t1) - (t1 - t0)))
+    generated = peak_mb()  # before the agreement pass: logits for 64 positions are not decoding
     forced = [pick(FORCED[1]) for _ in range(FORCED[0])]
     argmax = []
     for ids in forced:
@@ -251,7 +256,6 @@ def run_one(name: str, cache: Path, dirs: dict[str, Path]) -> dict[str, Any]:
         if kept is not None:
             out = kept[out]
         argmax.append(out)
-    generated = peak_mb()
     bandwidth = read_bandwidth_gbs()  # right after decoding, on the same cores (1 GiB buffer)
     result = {"backend": name, "load_s": round(load_s, 1), "peak_load_mb": round(after_load),
               "rss_after_load_mb": round(steady), "peak_mb": round(generated),
@@ -284,7 +288,7 @@ def greedy(net: Any, prompt: Any, n: int) -> None:
         net.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                      pad_token_id=3, eos_token_id=None)
         return
-    cache: list[list[Any]] = [[] for _ in net.blocks]
+    cache = bloom.Cache(net.shape, prompt.shape[1] + n)
     step = prompt[0]
     for _ in range(n):
         step = net(step, cache).argmax(-1)
@@ -337,10 +341,11 @@ PROMPT = "human:天气:晴天,日期:工作日,时间:上午,提示我去做:喝
 
 
 def cold_start(folder: Path, kernel: str, threads: int = 2) -> dict[str, Any]:
-    """Spawn the worker as the daemon does; seconds until its first generated token."""
+    """Spawn the worker as the daemon does: seconds and CPU until its first generated token,
+    its peak RSS then, and its peak after writing a whole reminder's worth (``max_new_tokens``
+    64, sampled with the daemon's defaults) on the same prompt."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get(
         "PYTHONPATH", "")]), "CHIME_WORKER_LOG": "WARNING"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "daemon.generation.worker"], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -350,23 +355,36 @@ def cold_start(folder: Path, kernel: str, threads: int = 2) -> dict[str, Any]:
     one = {"op": "generate", "items": [{"id": 1, "prompt": PROMPT, "seed": 1}],
            "decoding": {"temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0,
                         "max_new_tokens": 1}}
-    proc.stdin.write(json.dumps(load) + "\n" + json.dumps(one) + "\n")
-    proc.stdin.flush()
-    events = {}
-    for line in proc.stdout:
-        event = json.loads(line)
-        events.setdefault(event["event"], (time.perf_counter() - started, event))
-        if event["event"] in ("done", "error"):
+    whole = {"op": "generate", "items": [{"id": 2, "prompt": PROMPT, "seed": 2}],
+             "decoding": {"temperature": 0.8, "top_p": 0.9, "repetition_penalty": 1.2,
+                          "max_new_tokens": 64}}
+    events: dict[str, tuple[float, dict[str, Any]]] = {}
+    cpu = 0.0
+    for command in (load, one, whole):
+        if "error" in events:
             break
+        proc.stdin.write(json.dumps(command) + "\n")
+        proc.stdin.flush()
+        if command is load:
+            continue
+        for line in proc.stdout:
+            event = json.loads(line)
+            key = f"{event['event']}{'' if command is one else '-whole'}"
+            events.setdefault(key, (time.perf_counter() - started, event))
+            if key == "result":  # the worker's CPU seconds so far (it is still running)
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if event["event"] in ("done", "error"):
+                break
     proc.stdin.close()
     proc.wait(60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if "result" not in events:
+    if "done" not in events or "done-whole" not in events:
         raise RuntimeError(f"worker failed: {events}")
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return {"first_token_s": round(events["result"][0], 2), "cpu_s": round(cpu, 2),
             "ready_s": round(events["ready"][0], 2),
-            "peak_mb": round(events["done"][1]["peak_rss_mb"])}
+            "peak_mb": round(events["done"][1]["peak_rss_mb"]),
+            "whole_tokens": events["result-whole"][1].get("tokens"),
+            "peak_whole_mb": round(events["done-whole"][1]["peak_rss_mb"])}
 
 
 def run_child(name: str, *argv: str) -> dict[str, Any] | None:
@@ -430,9 +448,11 @@ def main() -> None:
             colds = [cold_start(folder, kernel) for _ in range(args.cold_runs)]
             best = min(colds, key=lambda c: c["first_token_s"])
             print(f"{name:15} cold start: first token {best['first_token_s']:.2f}s (ready "
-                  f"{best['ready_s']:.2f}s, worker CPU {best['cpu_s']:.2f}s, peak "
-                  f"{best['peak_mb']} MB; best of {len(colds)}: "
-                  f"{[c['first_token_s'] for c in colds]})", flush=True)
+                  f"{best['ready_s']:.2f}s, worker CPU {best['cpu_s']:.2f}s; best of "
+                  f"{len(colds)}: {[c['first_token_s'] for c in colds]}); worker peak "
+                  f"{max(c['peak_mb'] for c in colds)} MB at the first token, "
+                  f"{max(c['peak_whole_mb'] for c in colds)} MB after a whole reminder "
+                  f"({colds[0]['whole_tokens']} tokens)", flush=True)
         print(f"{name:15} load {r['load_s']:5.1f}s  peak load {r['peak_load_mb']:6d} MB  "
               f"rss after load {r['rss_after_load_mb']:6d} MB  peak {r['peak_mb']:6d} MB  "
               f"decode {r['decode_tok_s']:5.2f} tok/s  limit {r['limit_tok_s']:5.1f} tok/s "

@@ -3,9 +3,9 @@
 Importing transformers, building its module tree and its tokenizer wrapper cost the worker
 seconds and ~240 MB before the first token; the int8 artifact needs none of it. This is the
 BLOOM forward pass (ALiBi attention, fused query/key/value, tanh-GELU MLP, tied output
-layer) for one sequence with a key/value cache, the same sampling as ``generate`` in
-transformers (repetition penalty, temperature, top-k 50 — its default —, top-p), and the
-tokenizer straight from ``tokenizers``. The tests check its logits against transformers'
+layer) for one sequence with a key/value cache, and the same sampling as ``generate`` in
+transformers (repetition penalty, temperature, top-k 50 — its default —, top-p); the
+tokenizer is ``tokens.py``. The tests check its logits against transformers'
 ``BloomForCausalLM`` on the same weights.
 """
 
@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -61,6 +60,29 @@ def alibi_slopes(heads: int) -> torch.Tensor:
 Norm = tuple[torch.Tensor, torch.Tensor]  # LayerNorm weight, bias
 
 
+class Cache:
+    """The keys and values of every block for the positions seen so far, in one buffer sized
+    once for the whole sequence: no copy per token, and nothing left behind in the heap.
+    Memory becomes resident only as positions are written (the buffer is fresh pages)."""
+
+    def __init__(self, shape: Shape, capacity: int) -> None:
+        width = shape.hidden // shape.heads
+        self.buffer = torch.empty(shape.layers, 2, shape.heads, capacity, width)
+        self.length = 0
+
+    def layer(self, i: int, k: torch.Tensor, v: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store block ``i``'s new keys and values (heads, n, width) after the cached ones;
+        all of its keys and values so far."""
+        end = self.length + k.shape[1]
+        if end > self.buffer.shape[3]:
+            raise ValueError(f"the key/value cache holds {self.buffer.shape[3]} positions")
+        keys, values = self.buffer[i, 0], self.buffer[i, 1]
+        keys[:, self.length:end] = k
+        values[:, self.length:end] = v
+        return keys[:, :end], values[:, :end]
+
+
 class Block(nn.Module):
     """One transformer layer: attention and MLP, each after a LayerNorm, each residual."""
 
@@ -70,18 +92,16 @@ class Block(nn.Module):
         self.shape, self.norms = shape, norms
         self.query_key_value, self.dense, self.up, self.down = query_key_value, dense, up, down
 
-    def forward(self, x: torch.Tensor, cache: list[torch.Tensor], bias: torch.Tensor
+    def forward(self, x: torch.Tensor, cache: Cache, index: int, bias: torch.Tensor
                 ) -> torch.Tensor:
-        """``x``: (n, hidden) new positions; ``cache``: [] or [keys, values] of earlier ones,
-        extended in place; ``bias``: (heads, n, total) ALiBi + causal mask."""
+        """``x``: (n, hidden) new positions, after ``cache.length`` cached ones (this block is
+        ``cache``'s layer ``index``); ``bias``: (heads, n, total) ALiBi + causal mask."""
         heads, width = self.shape.heads, self.shape.hidden // self.shape.heads
         eps = self.shape.eps
         h = F.layer_norm(x, (self.shape.hidden,), *self.norms[0], eps)
         fused = self.query_key_value(h).view(x.shape[0], heads, 3, width)
         q, k, v = (fused[:, :, i].transpose(0, 1) for i in range(3))  # (heads, n, width)
-        if cache:
-            k, v = torch.cat([cache[0], k], 1), torch.cat([cache[1], v], 1)
-        cache[:] = [k, v]
+        k, v = cache.layer(index, k, v)
         scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=1 / math.sqrt(width))
         context = torch.bmm(torch.softmax(scores, -1), v)  # (heads, n, width)
         x = x + self.dense(context.transpose(0, 1).reshape(x.shape))
@@ -99,12 +119,12 @@ class Bloom(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.slopes = alibi_slopes(shape.heads)
 
-    def forward(self, ids: torch.Tensor, cache: list[list[torch.Tensor]] | None = None,
+    def forward(self, ids: torch.Tensor, cache: Cache | None = None,
                 every: bool = False) -> torch.Tensor:
         """Logits for the last of ``ids`` (1-D, the positions after those in ``cache``), or for
-        every position when ``every``. ``cache`` (one list per block) is extended in place."""
-        cache = cache if cache is not None else [[] for _ in self.blocks]
-        past = cache[0][0].shape[1] if cache[0] else 0
+        every position when ``every``. ``cache`` is extended in place."""
+        cache = cache if cache is not None else Cache(self.shape, ids.shape[0])
+        past = cache.length
         n, total = ids.shape[0], past + ids.shape[0]
         positions = torch.arange(total, dtype=torch.float32)
         bias = self.slopes[:, None, None] * positions  # softmax ignores the per-row offset
@@ -114,8 +134,9 @@ class Bloom(nn.Module):
             bias = bias.masked_fill(future, torch.finfo(torch.float32).min)
         x = F.layer_norm(self.embedding(ids), (self.shape.hidden,), *self.norms[0],
                          self.shape.eps)
-        for block, kv in zip(self.blocks, cache, strict=True):
-            x = block(x, kv, bias)
+        for index, block in enumerate(self.blocks):
+            x = block(x, cache, index, bias)
+        cache.length = total
         x = F.layer_norm(x if every else x[-1:], (self.shape.hidden,), *self.norms[1],
                          self.shape.eps)
         return self.head(x)
@@ -164,7 +185,7 @@ def generate(model: Bloom, prompt: list[int], how: Sampling, max_new_tokens: int
              stop: Callable[[list[int]], bool], seed: int) -> list[int]:
     """New token ids after ``prompt`` until ``stop(new)``, the end token, or the limit."""
     generator = torch.Generator().manual_seed(seed)
-    cache: list[list[torch.Tensor]] = [[] for _ in model.blocks]
+    cache = Cache(model.shape, len(prompt) + max_new_tokens)
     seen = torch.tensor(prompt)
     new: list[int] = []
     step = seen
@@ -179,20 +200,3 @@ def generate(model: Bloom, prompt: list[int], how: Sampling, max_new_tokens: int
             step = torch.tensor([token])
             seen = torch.cat([seen, step])
     return new
-
-
-class Tokenizer:
-    """The artifact's tokenizer.json through the ``tokenizers`` library (what transformers'
-    fast tokenizer wraps): encode with the file's own special-token rules, decode skipping
-    special tokens."""
-
-    def __init__(self, folder: Path) -> None:
-        from tokenizers import Tokenizer as Backend
-
-        self.backend: Any = Backend.from_file(str(folder / "tokenizer.json"))
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.backend.encode(text).ids)
-
-    def decode(self, ids: list[int]) -> str:
-        return str(self.backend.decode(ids, skip_special_tokens=True))

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from daemon.errors import GenerationError
-from daemon.generation import int8
+from daemon.generation import int8, tokens
 from daemon.generation.files import ARTIFACT_FORMAT, ModelFiles, weight_files, write_json
 from daemon.generation.model import EMBEDDING, read_adapter
 from daemon.generation.vocab import prune_tokenizer
@@ -85,6 +85,7 @@ def build(files: ModelFiles, merge: bool = True, embedding: str = "int8",
         tokenizer_json, kept = prune_tokenizer(tokenizer_json, vocab)
         keep = torch.tensor(kept)
     _save_tokenizer(files.base, tmp, tokenizer_json)
+    tokens.save(tmp)  # the worker's compact tokenizer (tokens.py)
     with ExitStack() as stack:
         base = open_base(files.base, stack)
         vocab_rows = len(keep) if keep is not None else base.shape(EMBEDDING)[0]

@@ -198,12 +198,12 @@ class Int8Linear(nn.Module):
             if self.kernel == "int-mm":  # per-token symmetric int8 activations
                 x_scale = flat.abs().amax(-1, keepdim=True).clamp(min=1e-8) / 127.0
                 x_q = torch.round(flat / x_scale).to(torch.int8)
-                y = torch._int_mm(x_q, self.weight.t()).float() * x_scale * self.scale
+                y = torch._int_mm(x_q, self.weight.t()).float().mul_(x_scale).mul_(self.scale)
             else:
                 y = torch._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight,
                                               self.scale).float()
             if self.bias is not None:
-                y = y + self.bias
+                y.add_(self.bias)  # in place: one output-sized buffer, not three
         return y.reshape(*lead, self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -299,7 +299,8 @@ class SafetensorsWriter:
     """Writes a safetensors file tensor by tensor, so no more than one is in memory at a time."""
 
     CODES: ClassVar[dict[torch.dtype, str]] = {
-        torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+        torch.int8: "I8", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
+        torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
 
     def __init__(self, path: Path, plan: list[tuple[str, torch.dtype, list[int]]],
                  metadata: dict[str, str]) -> None:
