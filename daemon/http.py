@@ -39,28 +39,18 @@ carry secret tokens.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
-
-from urllib3 import BaseHTTPResponse, Retry, Timeout
-from urllib3.exceptions import (
-    DecodeError,
-    HTTPError,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ProxyError,
-    ReadTimeoutError,
-    SSLError,
-)
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from daemon import __version__
 from daemon.errors import (
@@ -70,15 +60,15 @@ from daemon.errors import (
     FetchRateLimited,
     FetchTimeout,
 )
-from daemon.http_client import Client, Deadline, watching
+
+if TYPE_CHECKING:
+    from daemon.http_client import Client
 
 log = logging.getLogger("daemon.http")
 
 USER_AGENT = f"chime/{__version__} (+https://github.com/chime-reminder)"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 MAX_REDIRECTS = 5
-CHUNK = 65536
-SENT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 
 
 @dataclass(frozen=True)
@@ -122,7 +112,7 @@ class Reply:
             return json.loads(self.content)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise FetchPayloadError(
-                f"{describe_url(self.url)}: the answer is not valid JSON ({_reason(exc)})"
+                f"{describe_url(self.url)}: the answer is not valid JSON ({reason(exc)})"
             ) from exc
 
 
@@ -154,7 +144,7 @@ def request(
 ) -> Reply:
     """Send one request with retries; return the Reply or raise a FetchError (see module)."""
     deadline = Deadline(policy.total_timeout)
-    call = _Call(client, url, with_params(url, params), policy, deadline, method, headers,
+    call = Call(client, url, with_params(url, params), policy, deadline, method, headers,
                  body, follow_redirects)
     try:
         return call.run()
@@ -173,7 +163,7 @@ def with_params(url: str, params: Mapping[str, Any] | None) -> str:
 
 
 @dataclass
-class _Call:
+class Call:
     """One :func:`request` call: its attempts share one deadline."""
 
     client: Client
@@ -214,68 +204,15 @@ class _Call:
 
     def attempt(self) -> Reply:
         where = describe_url(self.url)
-        left = self.deadline.remaining()
-        if left <= 0:
+        if self.deadline.remaining() <= 0:
             raise FetchTimeout(f"{where}: no answer within {self.policy.total_timeout:g}s")
         if urlsplit(self.target).scheme.lower() not in ("http", "https"):
             raise FetchConnectionError(f"{where}: request failed (not an http or https URL)")
-        sent = {**SENT_HEADERS, **(self.headers or {})}
-        timeout = Timeout(connect=min(self.policy.connect_timeout, left),
-                          read=min(self.policy.read_timeout, left))
-        with watching(self.deadline):
-            resp = self.send(sent, timeout, where)
-            complete = False
-            try:
-                status, got_headers = resp.status, resp.headers
-                if self.follow_redirects and resp.get_redirect_location():
-                    raise FetchHTTPError(f"{where}: more than {MAX_REDIRECTS} redirects", status)
-                content = _read_body(resp, self.policy, self.deadline, where)
-                complete = True
-            except (HTTPError, OSError) as exc:
-                raise self.transport_error(exc, where, reading=True) from exc
-            finally:
-                if not complete:
-                    resp.close()  # a half-read answer: its connection is not reused
-                resp.release_conn()
+        status, headers, content = self.client.exchange(self, where)
         if self.deadline.expired():  # the watchdog cut a body that had no length
             raise FetchTimeout(f"{where}: the answer took longer than "
                                f"{self.policy.total_timeout:g}s")
-        return _reply(self.url, status, got_headers, content, where)
-
-    def send(self, sent: Mapping[str, str], timeout: Timeout, where: str) -> BaseHTTPResponse:
-        """The answer's status and headers (its body not read yet); redirects followed."""
-        try:
-            pools = self.client.pools_for(self.target)
-        except (ValueError, HTTPError) as exc:  # a proxy URL urllib3 cannot use
-            raise FetchConnectionError(f"{where}: unusable proxy ({_reason(exc)})") from None
-        retries = Retry(total=None, connect=0, read=0, status=0, other=0,
-                        redirect=MAX_REDIRECTS, raise_on_redirect=False)
-        try:
-            return pools.urlopen(self.method, self.target, body=self.body, headers=sent,
-                                 timeout=timeout, retries=retries,
-                                 redirect=self.follow_redirects, preload_content=False,
-                                 decode_content=True)
-        except (HTTPError, OSError) as exc:
-            raise self.transport_error(exc, where, reading=False) from exc
-
-    def transport_error(self, exc: BaseException, where: str, *, reading: bool) -> Exception:
-        if self.deadline.expired():
-            return FetchTimeout(f"{where}: no complete answer within "
-                                f"{self.policy.total_timeout:g}s")
-        if isinstance(exc, MaxRetryError) and exc.reason is not None:
-            exc = exc.reason
-        if isinstance(exc, DecodeError):
-            return FetchPayloadError(f"{where}: cannot decode the answer ({_reason(exc)})")
-        if isinstance(exc, ReadTimeoutError):
-            said = "the answer stalled" if reading else "no answer in time"
-            return FetchTimeout(f"{where}: {said} ({_reason(exc)})")
-        if isinstance(exc, (NewConnectionError, SSLError, ProxyError)) or (
-                isinstance(exc, ProtocolError) and not reading):
-            return FetchConnectionError(f"{where}: cannot connect ({_reason(exc)})")
-        if isinstance(exc, Urllib3Timeout):  # connecting took too long
-            return FetchTimeout(f"{where}: no answer in time ({_reason(exc)})")
-        # broken chunking, a connection cut mid-body, a bad URL
-        return FetchConnectionError(f"{where}: request failed ({_reason(exc)})")
+        return _reply(self.url, status, headers, content, where)
 
 
 def _reply(url: str, status: int, headers: Mapping[str, str], content: bytes,
@@ -300,22 +237,50 @@ def _reply(url: str, status: int, headers: Mapping[str, str], content: bytes,
     return Reply(url=url, status=status, headers=headers, content=content)
 
 
-def _read_body(resp: BaseHTTPResponse, policy: FetchPolicy, deadline: Deadline,
-               where: str) -> bytes:
-    """The body, streamed: refused beyond ``max_bytes`` or past the deadline."""
-    declared = resp.headers.get("Content-Length", "")
-    if declared.strip().isdigit() and int(declared) > policy.max_bytes:
-        raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in resp.stream(CHUNK, decode_content=True):
-        size += len(chunk)
-        if size > policy.max_bytes:
-            raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
-        if deadline.expired():
-            raise FetchTimeout(f"{where}: the answer took longer than {policy.total_timeout:g}s")
-        chunks.append(chunk)
-    return b"".join(chunks)
+# --- the deadline ----------------------------------------------------------------------------
+
+class Deadline:
+    """The end of one :func:`daemon.http.request` call: from then on, the sockets it uses are shut.
+
+    A blocked ``recv`` on a shut socket returns at once, so a server that trickles its headers
+    or body one byte per second cannot hold the caller past the deadline.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+        self._connections: list[Any] = []  # urllib3 connections (their ``sock``)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="http-deadline", daemon=True)
+        self._thread.start()
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def watch(self, connection: Any) -> None:
+        with self._lock:
+            self._connections.append(connection)
+
+    def close(self) -> None:
+        """The call is over: stop watching (its connections go back to the pool)."""
+        self._done.set()
+
+    def _watch(self) -> None:
+        if self._done.wait(max(0.0, self.remaining())):
+            return
+        while True:  # shut every socket of the call, including one still being connected
+            with self._lock:
+                connections = list(self._connections)
+            for connection in connections:
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            if self._done.wait(0.05):
+                return
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -357,7 +322,7 @@ def _excerpt(content: bytes) -> str:
     return f": {line}" if line and not line.startswith("<") else ""
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """The innermost useful words of a urllib3 error (no URLs with queries)."""
     inner: BaseException = exc
     while inner.args and isinstance(inner.args[0], BaseException):

@@ -17,12 +17,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from daemon.errors import FetchError, FetchHTTPError, FetchPayloadError
 from daemon.http import FetchPolicy, describe_url, request
-from daemon.http_client import Client
 from daemon.store.db import Database
 from daemon.store.models import HttpCache
+
+if TYPE_CHECKING:
+    from daemon.http_client import Client
 
 log = logging.getLogger("daemon.http")
 

@@ -7,28 +7,48 @@ upper case too, as curl reads them; ``user:password@`` in the proxy URL is sent 
 (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` choose others), or certifi's bundle where the system has
 none; one TLS context serves the whole process, made on its first ``https`` connection.
 
-A :class:`Deadline` is the end of one request call: every connection the call opens registers
-with it (see :func:`watching`), and when it passes a watchdog thread shuts their sockets.
+:meth:`Client.exchange` is one attempt of a :class:`daemon.http.Call`: every connection it
+opens registers with the call's deadline (see :func:`watching`), which shuts their sockets when
+it passes; urllib3's failures become the FetchErrors of :mod:`daemon.http`'s table. Only this
+module imports urllib3: a daemon that fetches nothing never loads it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import ssl
 import threading
-import time
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from urllib3 import PoolManager, ProxyManager
+from urllib3 import BaseHTTPResponse, PoolManager, ProxyManager, Retry, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    DecodeError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import make_headers
 from urllib3.util.ssl_ import create_urllib3_context
+
+from daemon.errors import FetchConnectionError, FetchHTTPError, FetchPayloadError, FetchTimeout
+from daemon.http import MAX_REDIRECTS, USER_AGENT, reason
+
+if TYPE_CHECKING:
+    from daemon.http import Call, Deadline
+
+CHUNK = 65536
+SENT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "*/*", "Accept-Encoding": "gzip, deflate"}
 
 
 class Client:
@@ -50,6 +70,46 @@ class Client:
             if manager is None:
                 manager = self._managers[proxy] = _manager(proxy)
             return manager
+
+    def exchange(self, call: Call, where: str) -> tuple[int, Mapping[str, str], bytes]:
+        """One attempt of ``call``: status, headers and the whole body (redirects followed);
+        a FetchError for any transport failure (see :mod:`daemon.http`)."""
+        left = call.deadline.remaining()
+        timeout = Timeout(connect=min(call.policy.connect_timeout, left),
+                          read=min(call.policy.read_timeout, left))
+        with watching(call.deadline):
+            resp = self._send(call, timeout, where)
+            complete = False
+            try:
+                status, headers = resp.status, resp.headers
+                if call.follow_redirects and resp.get_redirect_location():
+                    raise FetchHTTPError(f"{where}: more than {MAX_REDIRECTS} redirects", status)
+                content = _read_body(resp, call, where)
+                complete = True
+            except (HTTPError, OSError) as exc:
+                raise _transport_error(exc, call, where, reading=True) from exc
+            finally:
+                if not complete:
+                    resp.close()  # a half-read answer: its connection is not reused
+                resp.release_conn()
+        return status, headers, content
+
+    def _send(self, call: Call, timeout: Timeout, where: str) -> BaseHTTPResponse:
+        """The answer's status and headers (its body not read yet); redirects followed."""
+        try:
+            pools = self.pools_for(call.target)
+        except (ValueError, HTTPError) as exc:  # a proxy URL urllib3 cannot use
+            raise FetchConnectionError(f"{where}: unusable proxy ({reason(exc)})") from None
+        retries = Retry(total=None, connect=0, read=0, status=0, other=0,
+                        redirect=MAX_REDIRECTS, raise_on_redirect=False)
+        try:
+            return pools.urlopen(call.method, call.target, body=call.body,
+                                 headers={**SENT_HEADERS, **(call.headers or {})},
+                                 timeout=timeout, retries=retries,
+                                 redirect=call.follow_redirects, preload_content=False,
+                                 decode_content=True)
+        except (HTTPError, OSError) as exc:
+            raise _transport_error(exc, call, where, reading=False) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -77,51 +137,46 @@ def environment_proxy(url: str) -> str | None:
     return proxy if "://" in proxy else f"http://{proxy}"
 
 
+def _read_body(resp: BaseHTTPResponse, call: Call, where: str) -> bytes:
+    """The body, streamed: refused beyond ``max_bytes`` or past the deadline."""
+    policy = call.policy
+    declared = resp.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > policy.max_bytes:
+        raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.stream(CHUNK, decode_content=True):
+        size += len(chunk)
+        if size > policy.max_bytes:
+            raise FetchPayloadError(f"{where}: the answer is larger than {policy.max_bytes} bytes")
+        if call.deadline.expired():
+            raise FetchTimeout(f"{where}: the answer took longer than {policy.total_timeout:g}s")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _transport_error(exc: BaseException, call: Call, where: str, *, reading: bool) -> Exception:
+    """The FetchError for a urllib3 failure (the table in :mod:`daemon.http`)."""
+    if call.deadline.expired():
+        return FetchTimeout(f"{where}: no complete answer within "
+                            f"{call.policy.total_timeout:g}s")
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, DecodeError):
+        return FetchPayloadError(f"{where}: cannot decode the answer ({reason(exc)})")
+    if isinstance(exc, ReadTimeoutError):
+        said = "the answer stalled" if reading else "no answer in time"
+        return FetchTimeout(f"{where}: {said} ({reason(exc)})")
+    if isinstance(exc, (NewConnectionError, SSLError, ProxyError)) or (
+            isinstance(exc, ProtocolError) and not reading):
+        return FetchConnectionError(f"{where}: cannot connect ({reason(exc)})")
+    if isinstance(exc, Urllib3Timeout):  # connecting took too long
+        return FetchTimeout(f"{where}: no answer in time ({reason(exc)})")
+    # broken chunking, a connection cut mid-body, a bad URL
+    return FetchConnectionError(f"{where}: request failed ({reason(exc)})")
+
+
 _active = threading.local()  # the deadline of the call running in this thread
-
-
-class Deadline:
-    """The end of one :func:`daemon.http.request` call: from then on, the sockets it uses are shut.
-
-    A blocked ``recv`` on a shut socket returns at once, so a server that trickles its headers
-    or body one byte per second cannot hold the caller past the deadline.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-        self._connections: list[HTTPConnection] = []
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="http-deadline", daemon=True)
-        self._thread.start()
-
-    def remaining(self) -> float:
-        return self.end - time.monotonic()
-
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-    def watch(self, connection: HTTPConnection) -> None:
-        with self._lock:
-            self._connections.append(connection)
-
-    def close(self) -> None:
-        """The call is over: stop watching (its connections go back to the pool)."""
-        self._done.set()
-
-    def _watch(self) -> None:
-        if self._done.wait(max(0.0, self.remaining())):
-            return
-        while True:  # shut every socket of the call, including one still being connected
-            with self._lock:
-                connections = list(self._connections)
-            for connection in connections:
-                sock = getattr(connection, "sock", None)
-                if sock is not None:
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-            if self._done.wait(0.05):
-                return
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ from daemon.config_values import is_http_url
 from daemon.errors import ChimeError, InputError, NotFoundError
 from daemon.http import FetchPolicy, describe_url
 from daemon.http_cache import fetch_cached
-from daemon.http_client import Client
 from daemon.parts import Stored
 from daemon.store import repo
 from daemon.store.db import lock_for_write
@@ -37,6 +36,7 @@ from daemon.timeparse import format_duration, parse_duration
 if TYPE_CHECKING:
     from daemon.calendars.apply import Outcome
     from daemon.calendars.parse import Parsed
+    from daemon.http_client import Client
 
 log = logging.getLogger("daemon.calendars")
 
@@ -130,6 +130,8 @@ def sync(app: Stored, now: datetime, ids: list[int] | None = None, *, force: boo
     missing = set(ids or ()) - {sub.id for sub in subs}
     if missing:
         raise NotFoundError(f"no subscription with id {min(missing)}")
+    from daemon.http_client import Client  # urllib3: loaded only when something is fetched
+
     owned = client is None
     http = client or Client()
     try:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from daemon.clock import Clock
 from daemon.config import Settings
@@ -34,8 +35,10 @@ from daemon.context.weather import (
 from daemon.context.workdays import HolidayFeed
 from daemon.http import FetchPolicy
 from daemon.http_cache import fetch_cached
-from daemon.http_client import Client
 from daemon.store.db import Database
+
+if TYPE_CHECKING:
+    from daemon.http_client import Client
 
 log = logging.getLogger("daemon.context")
 
@@ -60,16 +63,23 @@ class ContextProvider:
         w = settings.weather
         self.policy = FetchPolicy(connect_timeout=w.connect_timeout, read_timeout=w.read_timeout,
                                   retries=w.retries, sleep=sleep)
-        self.client = client or Client()
+        self.client = client  # made on first need: a context that fetches nothing loads no urllib3
         self.weather: WeatherService | None = None
         loc = settings.location
         if loc.latitude is not None and loc.longitude is not None:
-            forecasts = OpenMeteo(self.client, self.policy, base_url=w.base_url,
+            forecasts = OpenMeteo(self._http(), self.policy, base_url=w.base_url,
                                   forecast_days=w.forecast_days, air_quality_url=w.air_quality_url)
             self.weather = WeatherService(db, forecasts, loc.latitude, loc.longitude, w.refresh)
         self.feed = (HolidayFeed(db, days.holiday_feed, lambda: clock.now().date())
                      if days.holiday_feed else None)
         self._lock = threading.Lock()
+
+    def _http(self) -> Client:
+        if self.client is None:
+            from daemon.http_client import Client
+
+            self.client = Client()
+        return self.client
 
     # --- refresh (network, when due) ------------------------------------------------------
 
@@ -86,7 +96,7 @@ class ContextProvider:
             feed = self.settings.days.holiday_feed
             if feed:
                 try:
-                    doc = fetch_cached(self.db, self.client, feed, now=now, policy=self.policy,
+                    doc = fetch_cached(self.db, self._http(), feed, now=now, policy=self.policy,
                                        min_interval=self.settings.days.feed_refresh,
                                        validate=validate_feed)
                     if doc.error is not None:

@@ -23,14 +23,16 @@ import itertools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.errors import FetchError, FetchHTTPError, FetchPayloadError
 from daemon.http import FetchPolicy, describe_url, request
 from daemon.http_cache import is_due
-from daemon.http_client import Client
 from daemon.store.db import Database
 from daemon.store.models import Forecast
+
+if TYPE_CHECKING:
+    from daemon.http_client import Client
 
 log = logging.getLogger("daemon.context.weather")
 
