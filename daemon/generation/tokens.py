@@ -1,6 +1,6 @@
-"""The artifact's tokenizer in flat tables: byte-level BPE without 90 MB of hash maps.
+"""The artifact's tokenizer in flat tables: byte-level BPE without 85 MB of hash maps.
 
-BLOOM's 250 k-token tokenizer, loaded by the ``tokenizers`` library, holds ~90 MB (the
+BLOOM's 250 k-token tokenizer, loaded by the ``tokenizers`` library, holds ~85 MB (the
 vocabulary twice, token → id and id → token, and the merges, in hash maps of strings),
 resident beside the weights for the worker's whole life, while a batch encodes one prompt per
 reminder. Byte-level BPE needs far less (~7 MB for BLOOM):
