@@ -197,7 +197,7 @@ class Int8Linear(nn.Module):
         else:
             if self.kernel == "int-mm":  # per-token symmetric int8 activations
                 x_scale = flat.abs().amax(-1, keepdim=True).clamp(min=1e-8) / 127.0
-                x_q = torch.round(flat / x_scale).to(torch.int8)
+                x_q = (flat / x_scale).round_().to(torch.int8)
                 y = torch._int_mm(x_q, self.weight.t()).float().mul_(x_scale).mul_(self.scale)
             else:
                 y = torch._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight,
