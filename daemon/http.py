@@ -323,12 +323,12 @@ def _excerpt(content: bytes) -> str:
 
 
 def reason(exc: BaseException) -> str:
-    """The innermost useful words of a urllib3 error (no URLs with queries)."""
+    """The innermost useful words of an error, urllib3's included (no URLs with queries)."""
     inner: BaseException = exc
     while inner.args and isinstance(inner.args[0], BaseException):
         inner = inner.args[0]
-    reason = getattr(inner, "reason", None)
-    text = str(reason if isinstance(reason, BaseException) else inner)
+    cause = getattr(inner, "reason", None)
+    text = str(cause if isinstance(cause, BaseException) else inner)
     if "Max retries exceeded" in text and ": " in text:  # urllib3's wrapper; keep its cause
         text = text.rsplit("(Caused by ", 1)[-1].rstrip(")")
     return " ".join(text.split())[:160] or type(inner).__name__
