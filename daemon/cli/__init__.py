@@ -162,11 +162,13 @@ class _LazyApp:
             self._settings = load_settings(self.config, self.db)
         return self._settings
 
-    def get(self) -> App:
+    def get(self, root: click.Context) -> App:
         if self._app is None:
             from daemon.app import App
 
             self._app = App(self.load())
+            # closed when the command ends: the database checkpoints its WAL, a worker stops
+            root.call_on_close(self._app.close)
             if not gc.isenabled():  # entry() held the collector off while modules loaded
                 gc.freeze()  # they live as long as the process: never scan them again
                 gc.enable()
@@ -175,8 +177,9 @@ class _LazyApp:
 
 def get_app(ctx: click.Context | None = None) -> App:
     """The App for this invocation (settings loaded and validated on first use)."""
-    lazy: _LazyApp = (ctx or click.get_current_context()).find_root().obj
-    return lazy.get()
+    root = (ctx or click.get_current_context()).find_root()
+    lazy: _LazyApp = root.obj
+    return lazy.get(root)
 
 
 def echo_json(data: Any) -> None:
