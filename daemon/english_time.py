@@ -12,11 +12,25 @@ is the next one still ahead (``friday 17:00`` said on a Friday morning is today)
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 
-DAY_DEFAULT = time(9, 0)
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DAY_DEFAULT = time(9, 0)  # a day named without a time: its morning, as in Chinese
+DAY_NAMES = {name: i for i, names in enumerate(
+    (("monday", "mon"), ("tuesday", "tue", "tues"), ("wednesday", "wed"),
+     ("thursday", "thu", "thur", "thurs"), ("friday", "fri"), ("saturday", "sat"),
+     ("sunday", "sun"))) for name in names}
+MONTH_NAMES = {name: i for i, names in enumerate(
+    (("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",),
+     ("june", "jun"), ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"),
+     ("october", "oct"), ("november", "nov"), ("december", "dec")), start=1) for name in names}
+
+
+def one_of(names: Iterable[str]) -> str:
+    """A regex group matching any of ``names``, the longest first (``monday`` before ``mon``)."""
+    return "(?:" + "|".join(sorted(names, key=len, reverse=True)) + ")"
+
+
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
           "hr": 3600, "hour": 3600, "d": 86400, "day": 86400, "w": 604800, "week": 604800}
 # part of the day -> (hour when no clock is given, 1–11 o'clock is after noon, 12 o'clock and
@@ -25,28 +39,28 @@ _PARTS = {"morning": (9, False, False), "afternoon": (15, True, False),
           "evening": (20, True, True), "night": (21, True, True), "tonight": (20, True, True)}
 
 _AMOUNT = r"(?P<n>\d+(?:\.\d+)?|an?|half an?)\s*(?P<unit>[a-z]+?)s?"
-_LATER = re.compile(rf"in {_AMOUNT}|{_AMOUNT.replace('?P<', '?P<x_')} from now")
-_WEEKDAY = (r"(?:(?P<next>next) |this )?(?P<weekday>mon|tue|wed|thu|fri|sat|sun)"
-            r"(?:day|s|sday|nesday|r|rs|rsday|urday)?")
-_MONTH = (r"(?P<month>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
-          r"(?:uary|ruary|ch|il|e|y|ust|t|tember|ober|ember)?\.?")
+# The grammar stays text until the first phrase: re compiles and caches it then (every command
+# imports this module through daemon.timeparse; few read an English time).
+_LATER = rf"in {_AMOUNT}|{_AMOUNT.replace('?P<', '?P<x_')} from now"
+_WEEKDAY = rf"(?:(?P<next>next) |this )?(?P<weekday>{one_of(DAY_NAMES)})"
+_MONTH = rf"(?P<month>{one_of(MONTH_NAMES)})\.?"
 _DATE = (rf"{_MONTH} (?P<dom>\d{{1,2}})(?:st|nd|rd|th)?|"
          rf"(?P<dom2>\d{{1,2}})(?:st|nd|rd|th)? {_MONTH.replace('?P<month>', '?P<month2>')}")
 _DAY = (rf"(?P<word>today|tonight|tomorrow|tmrw|(?:the )?day after tomorrow)|{_WEEKDAY}|"
         rf"(?:{_DATE})(?:,? (?P<year>\d{{4}}))?")
 _CLOCK = (r"(?P<named>noon|midday|midnight)|(?P<hour>\d{1,2})(?:[:.](?P<minute>\d{2}))?"
           r"(?: ?(?P<half>am|pm|a\.m\.|p\.m\.))?(?: ?o'?clock)?")
-_DAY_CLOCK = re.compile(rf"(?:on )?(?:{_DAY})(?: (?P<part>morning|afternoon|evening|night))?"
-                        rf"(?:,? (?:at )?(?:{_CLOCK}))?")
-_CLOCK_DAY = re.compile(rf"(?:at )?(?:{_CLOCK})(?: (?:on )?(?:{_DAY}))?")
+_DAY_CLOCK = (rf"(?:on )?(?:{_DAY})(?: (?P<part>morning|afternoon|evening|night))?"
+              rf"(?:,? (?:at )?(?:{_CLOCK}))?")
+_CLOCK_DAY = rf"(?:at )?(?:{_CLOCK})(?: (?:on )?(?:{_DAY}))?"
 
 
 def parse_english(text: str, local_now: datetime) -> datetime | None:
     """The instant ``text`` names, in ``local_now``'s zone; None when it is not one of the
     forms read here (then dateparser tries)."""
     phrase = " ".join(text.lower().replace(",", ", ").split()).replace(" ,", ",")
-    later = _LATER.fullmatch(phrase)
-    found = None if later else _DAY_CLOCK.fullmatch(phrase) or _CLOCK_DAY.fullmatch(phrase)
+    later = re.fullmatch(_LATER, phrase)
+    found = None if later else re.fullmatch(_DAY_CLOCK, phrase) or re.fullmatch(_CLOCK_DAY, phrase)
     try:
         if later:
             return _later(later, local_now)
@@ -117,9 +131,9 @@ def _day(g: dict[str, str | None], local_now: datetime, at: time) -> date | None
         return datetime.combine(day, at, local_now.tzinfo) > local_now
 
     if g["weekday"]:
-        day = today + timedelta(days=(WEEKDAYS.index(g["weekday"]) - today.weekday()) % 7)
+        day = today + timedelta(days=(DAY_NAMES[g["weekday"]] - today.weekday()) % 7)
         return day if ahead(day) and not (g["next"] and day == today) else day + timedelta(7)
-    month = MONTHS.index((g["month"] or g["month2"] or "")[:3]) + 1
+    month = MONTH_NAMES[g["month"] or g["month2"] or ""]
     dom = int(g["dom"] or g["dom2"] or 0)
     years = [int(g["year"])] if g["year"] else [today.year, today.year + 1]
     for year in years:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from daemon.chinese_time import NUM, WEEKDAYS, cn_number
+from daemon.english_time import DAY_NAMES, MONTH_NAMES, one_of
 from daemon.errors import InputError
 from daemon.planning import WORKDAYS
 from daemon.timeparse import SHORTHANDS, parse_rule
@@ -156,15 +157,9 @@ def _cn_year_day(phrase: str) -> Repeat | None:
 # ---------------------------------------------------------------------------------------------
 # English
 
-_EN_DAYS = {name: i for i, names in enumerate(
-    (("monday", "mon"), ("tuesday", "tue", "tues"), ("wednesday", "wed"),
-     ("thursday", "thu", "thur", "thurs"), ("friday", "fri"), ("saturday", "sat"),
-     ("sunday", "sun"))) for name in names}
-_EN_DAY = "(?:" + "|".join(sorted(_EN_DAYS, key=len, reverse=True)) + ")s?"
+_EN_DAY = one_of(DAY_NAMES) + "s?"
 _EN_FREQ = {"minute": "MINUTELY", "hour": "HOURLY", "day": "DAILY", "week": "WEEKLY",
             "month": "MONTHLY", "year": "YEARLY"}
-_EN_MONTHS = {name: i + 1 for i, name in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
 _EN_INTERVAL = re.compile(
     r"^every (?:(?P<n>\d+)|(?P<other>other)) (?P<unit>minute|hour|day|week|month|year)s?$")
 _EN_WEEK_DAYS = re.compile(
@@ -188,7 +183,7 @@ _NTH = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "four
 
 def _en_day(word: str) -> int:
     """``monday``, ``mon``, ``mondays`` → 0."""
-    return _EN_DAYS.get(word, _EN_DAYS.get(word.removesuffix("s"), -1))
+    return DAY_NAMES.get(word, DAY_NAMES.get(word.removesuffix("s"), -1))
 
 
 def _en_interval(phrase: str) -> Repeat | None:
@@ -223,9 +218,9 @@ def _en_month(phrase: str) -> Repeat | None:
 
 def _en_year_day(phrase: str) -> Repeat | None:
     m = _EN_YEAR_DAY.match(phrase)
-    if not m or m["mo"] not in _EN_MONTHS:
+    if not m or m["mo"] not in MONTH_NAMES:
         return None
-    return Repeat(f"FREQ=YEARLY;BYMONTH={_EN_MONTHS[m['mo']]};BYMONTHDAY={int(m['d'])}")
+    return Repeat(f"FREQ=YEARLY;BYMONTH={MONTH_NAMES[m['mo']]};BYMONTHDAY={int(m['d'])}")
 
 
 def _monthday(n: int) -> int:

@@ -10,10 +10,11 @@ Recurrence phrases (``每周一三五``, ``every 2 weeks``) live in :mod:`daemon
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from dateutil import rrule as du_rrule
 
+from daemon.english_time import DAY_DEFAULT, parse_english
 from daemon.errors import InputError
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|d|h|m|s)", re.IGNORECASE)
@@ -63,8 +64,6 @@ def parse_when(text: str, now: datetime, zone: tzinfo) -> datetime:
 
         found = parse_chinese(raw, local_now)
     if found is None and not _HAN.search(raw):
-        from daemon.english_time import parse_english
-
         found = parse_english(raw, local_now) or _english(raw, local_now, zone)
     if found is None:
         raise InputError(
@@ -94,7 +93,6 @@ _ENGLISH_CLOCK = re.compile(
     re.IGNORECASE,
 )
 _ENGLISH_TODAY = re.compile(r"\b(?:today|tonight)\b", re.IGNORECASE)
-DAY_DEFAULT = time(9, 0)
 
 
 def _english(text: str, local_now: datetime, zone: tzinfo) -> datetime | None:

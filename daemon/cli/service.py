@@ -46,6 +46,17 @@ SystemCallFilter=~@privileged @resources
 SystemCallErrorNumber=EPERM
 """
 
+# Who both system units run as and where their state lives (chime and chime-web share it).
+ACCOUNT = """\
+User=chime
+Group=chime
+StateDirectory=chime
+StateDirectoryMode=0770
+ConfigurationDirectory=chime
+Environment=XDG_CONFIG_HOME=/etc
+UMask=0007
+"""
+
 SYSTEM_UNIT = """\
 # chime: the reminder daemon as a system service (headless boards: Jetson Nano, Orin, servers).
 # Written by `chime service install`; the database lives in /var/lib/chime (StateDirectory),
@@ -84,14 +95,7 @@ OOMPolicy=continue
 MemoryHigh=3584M
 MemoryMax=4G
 
-User=chime
-Group=chime
-StateDirectory=chime
-StateDirectoryMode=0770
-ConfigurationDirectory=chime
-Environment=XDG_CONFIG_HOME=/etc
-UMask=0007
-
+{account}
 # Hardening: `systemd-analyze security chime.service` rates this unit 1.4 (OK, systemd 252).
 {hardening}# Not set, on purpose:
 #   PrivateDevices=yes        would hide /dev/snd and the Jetson GPU nodes
@@ -179,14 +183,7 @@ OOMPolicy=continue
 MemoryHigh=3584M
 MemoryMax=4G
 
-User=chime
-Group=chime
-StateDirectory=chime
-StateDirectoryMode=0770
-ConfigurationDirectory=chime
-Environment=XDG_CONFIG_HOME=/etc
-UMask=0007
-
+{account}
 # Hardening: as chime.service, without devices; `systemd-analyze security` rates it 1.3 (OK).
 {hardening}# Not set, on purpose:
 #   MemoryDenyWriteExecute=   a preview's model worker generates code at run time (torch int8)
@@ -242,10 +239,11 @@ def render_unit(exec_start: str, *, user: bool = False, gpu: bool = False,
     if user:
         return USER_UNIT.format(exec_start=exec_start, user_sandbox=USER_SANDBOX)
     if web:
-        return WEB_SYSTEM_UNIT.format(exec_start=exec_start, hardening=HARDENING,
+        return WEB_SYSTEM_UNIT.format(exec_start=exec_start, account=ACCOUNT, hardening=HARDENING,
                                       devices=GPU_DEVICES if gpu else WEB_CPU_DEVICES)
     devices = GPU_DEVICES if gpu else CPU_DEVICES
-    return SYSTEM_UNIT.format(exec_start=exec_start, devices=devices, hardening=HARDENING)
+    return SYSTEM_UNIT.format(exec_start=exec_start, account=ACCOUNT, devices=devices,
+                              hardening=HARDENING)
 
 
 def exec_start(python: str | None = None, command: str = "run") -> str:
