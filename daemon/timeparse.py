@@ -70,10 +70,15 @@ def parse_when(text: str, now: datetime, zone: tzinfo) -> datetime:
             f"cannot understand time {text!r} (try 'in 10 minutes', 'tomorrow 8:00', "
             "'明天早上8点' or 2026-12-01T08:00)"
         )
+    if found.year > LAST_YEAR:
+        raise InputError(f"{text!r} is too far ahead: chime plans up to the year {LAST_YEAR}")
     return found
 
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
+# Planning searches up to 800 days past a start and turns local times into UTC instants: a
+# start near the year 9999 would overflow datetime, so later ones are refused with one line.
+LAST_YEAR = 9000
 
 
 def _iso(text: str, zone: tzinfo) -> datetime | None:

@@ -100,6 +100,8 @@ def test_add_list_show_edit_pause_remove(db_path: Path) -> None:
     [
         (["add", "x", "--at", "blorp"], "cannot understand time"),
         (["add", "x", "--at", "2020-01-01 08:00"], "in the past"),
+        (["add", "x", "--at", "9999-12-31T00:00"], "too far ahead"),
+        (["add", "x", "--at", "dec 31 9999 midnight"], "too far ahead"),
         (["add", "x", "--at", "2030-01-01", "--every", "FREQ=SECONDLY"], "too frequent"),
         (["add", "x", "--at", "2030-01-01", "--every", "FREQ=NEVER"], "invalid recurrence"),
         (["add", "x", "--at", "2030-01-01", "--tz", "Mars/Olympus"], "unknown time zone"),

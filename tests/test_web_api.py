@@ -81,6 +81,7 @@ def test_patch_pause_and_delete(web: WebServer) -> None:
     ("post", "/api/reminders", {"at": "明天8点"}, 400, "'text' is required"),
     ("post", "/api/reminders", {"text": "x", "at": "blorp"}, 400, "cannot understand time"),
     ("post", "/api/reminders", {"text": "x", "at": "2020-01-01T08:00"}, 400, "in the past"),
+    ("post", "/api/reminders", {"text": "x", "at": "9999-12-30T08:00"}, 400, "too far ahead"),
     ("post", "/api/reminders", {"text": "x", "at": "明天8点", "outputs": ["pager"]}, 400,
      "unknown output"),
     ("post", "/api/reminders", {"text": "x", "at": "明天8点", "colour": "red"}, 400,
